@@ -1,0 +1,196 @@
+"""The ``stocktrend`` command line (typer + rich).
+
+User mistakes (unknown ticker, bad date, missing model, no network) end with one
+red line and the way out, exit code 2, no traceback; anything else is a bug and
+keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from stocktrend.config import Settings, get_settings
+from stocktrend.errors import StocktrendError
+
+app = typer.Typer(
+    name="stocktrend",
+    help="Batch scoring of stock trend predictions (CNN-BiLSTM-Transformer, Prefect flows).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(func: F) -> F:
+    """Turn :class:`StocktrendError` (and bad-argument ValueErrors) into one clear line."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except StocktrendError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(code=2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings(source: str | None = None) -> Settings:
+    overrides = {"source": source} if source else {}
+    return get_settings(**overrides)
+
+
+def _load_validated(source: str, tickers: list[str] | None, benchmark: str):
+    from stocktrend.data import load_prices
+    from stocktrend.validation import validate_prices
+
+    wanted = None if tickers is None else sorted(set(tickers) | {benchmark})
+    prices = load_prices(source, wanted)
+    clean, report = validate_prices(prices)
+    for ticker, reason in report.dropped_tickers.items():
+        err_console.print(f"[yellow]dropped {ticker}:[/] {reason}")
+    return clean, report
+
+
+@app.command()
+@friendly_errors
+def features(
+    source: Annotated[str | None, typer.Option(help="sample | file:PATH | yfinance")] = None,
+    tickers: Annotated[str | None, typer.Option(help="Comma-separated tickers")] = None,
+) -> None:
+    """Build features and windows for a source and print a summary."""
+    from stocktrend.features import FEATURE_NAMES, build_features
+    from stocktrend.windows import make_windows
+
+    settings = _settings(source)
+    wanted = tickers.split(",") if tickers else None
+    started = time.perf_counter()
+    prices, report = _load_validated(settings.source, wanted, settings.benchmark)
+    feats = build_features(prices, benchmark=settings.benchmark)
+    X, index = make_windows(feats, seq_len=settings.seq_len)
+    seconds = time.perf_counter() - started
+    table = Table(title=f"features for source {settings.source!r}")
+    for column in ("ticker", "first window", "last window", "windows"):
+        table.add_column(column)
+    for ticker, group in index.groupby("ticker"):
+        dates = group["as_of_date"]
+        table.add_row(ticker, str(dates.min().date()), str(dates.max().date()), str(len(group)))
+    console.print(table)
+    console.print(
+        f"{len(prices):,} price rows -> {len(feats):,} feature rows x {len(FEATURE_NAMES)} "
+        f"features -> windows {X.shape} {X.dtype} in {seconds:.2f} s; "
+        f"skipped {index.attrs.get('skipped')}; validation: {len(report.issues)} issue(s)"
+    )
+
+
+class _TrainingProgress:
+    """Rich bars for epochs and batches, fed by the training loop's callback."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.epoch_task: Any = None
+        self.batch_task: Any = None
+
+    def __call__(self, event: str, payload: dict[str, Any]) -> None:
+        if event == "start":
+            self.epoch_task = self.progress.add_task("epochs", total=payload["epochs"])
+            self.batch_task = self.progress.add_task(
+                "batches", total=payload["batches_per_epoch"]
+            )
+        elif event == "batch":
+            self.progress.update(
+                self.batch_task,
+                completed=payload["batch"],
+                description=f"epoch {payload['epoch']} loss {payload['loss']:.4f}",
+            )
+        elif event == "epoch":
+            self.progress.advance(self.epoch_task)
+            self.progress.reset(self.batch_task)
+            self.progress.console.print(
+                f"epoch {payload['epoch']:>3}  train {payload['train_loss']:.4f}  "
+                f"val {payload['val_loss']:.4f}  val acc {payload['val_accuracy']:.3f}  "
+                f"lr {payload['learning_rate']:.1e}  {payload['seconds']:.0f}s"
+            )
+
+
+@app.command()
+@friendly_errors
+def train(
+    out: Annotated[Path, typer.Option(help="Checkpoint to write")] = Path(
+        "pretrained_models/best_model_v2.0.ckpt"
+    ),
+    source: Annotated[str | None, typer.Option(help="sample | file:PATH | yfinance")] = None,
+    tickers: Annotated[str | None, typer.Option(help="Comma-separated tickers")] = None,
+    train_start: str = "2001-01-01",
+    train_end: str = "2008-12-31",
+    val_end: str = "2010-12-31",
+    test_end: str = "2013-02-28",
+    model_version: str = "v2.0",
+    max_epochs: int = 30,
+    patience: int = 5,
+    batch_size: int = 128,
+    seed: int = 42,
+    resume: Annotated[Path | None, typer.Option(help="Resume from a state checkpoint")] = None,
+    state_out: Annotated[
+        Path | None, typer.Option(help="Also write a resumable checkpoint with optimizer state")
+    ] = None,
+    metadata: Annotated[bool, typer.Option(help="Write model_metadata.json beside --out")] = True,
+) -> None:
+    """Train the CNN-BiLSTM-Transformer on a source and period; write checkpoint + metadata."""
+    from stocktrend.pipeline import Periods, train_model, write_model_metadata
+    from stocktrend.training import TrainConfig
+
+    settings = _settings(source)
+    prices, _ = _load_validated(
+        settings.source, tickers.split(",") if tickers else None, settings.benchmark
+    )
+    periods = Periods(train_start, train_end, val_end, test_end)
+    config = TrainConfig(
+        max_epochs=max_epochs, early_stopping_patience=patience, batch_size=batch_size, seed=seed
+    )
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        trained = train_model(
+            prices,
+            out,
+            periods=periods,
+            benchmark=settings.benchmark,
+            horizon=settings.horizon,
+            seq_len=settings.seq_len,
+            model_version=model_version,
+            train_config=config,
+            progress=_TrainingProgress(bar),
+            resume_from=resume,
+            state_out=state_out,
+        )
+    wall = time.perf_counter() - started
+    console.print(trained.report.to_markdown())
+    if metadata:
+        command = "stocktrend " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        path = write_model_metadata(out, command=command, report=trained.report, wall_seconds=wall)
+        console.print(f"wrote {path}")
+    console.print(f"wrote {out} in {wall / 60:.1f} min (best epoch {trained.result.best_epoch})")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
