@@ -36,12 +36,15 @@ def main() -> None:
     features = build_features(clean)
     timings["features"] = time.perf_counter() - t1
     t2 = time.perf_counter()
-    X, index = make_windows(features, seq_len=30)
+    X, _index = make_windows(features, seq_len=30)
     timings["windows"] = time.perf_counter() - t2
     total = timings["features"] + timings["windows"]
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    print(f"universe: {args.tickers} tickers + ^GSPC x {args.sessions} sessions = {ticker_days:,} ticker-days")
+    print(
+        f"universe: {args.tickers} tickers + ^GSPC x {args.sessions} sessions "
+        f"= {ticker_days:,} ticker-days"
+    )
     print(f"validation issues: {len(report.issues)}; windows: {X.shape} ({X.nbytes / 1e9:.2f} GB)")
     for name, seconds in timings.items():
         print(f"  {name:<9} {seconds:7.2f} s  {ticker_days / seconds:12,.0f} ticker-days/s")

@@ -17,7 +17,7 @@ BASES = ("AAPL", "IBM", "MSFT", "^IXIC")
 
 
 def replicated_universe(n_tickers: int, n_sessions: int = 2520, seed: int = 0) -> pd.DataFrame:
-    """``n_tickers`` perturbed copies plus ``^GSPC``, each ``n_sessions`` long, ending 2013-03-01."""
+    """``n_tickers`` perturbed copies plus ``^GSPC``, ``n_sessions`` each, ending 2013-03-01."""
     sample = load_prices("sample")
     rng = np.random.default_rng(seed)
     frames = [_last(sample, "^GSPC", n_sessions)]

@@ -108,9 +108,7 @@ class _TrainingProgress:
     def __call__(self, event: str, payload: dict[str, Any]) -> None:
         if event == "start":
             self.epoch_task = self.progress.add_task("epochs", total=payload["epochs"])
-            self.batch_task = self.progress.add_task(
-                "batches", total=payload["batches_per_epoch"]
-            )
+            self.batch_task = self.progress.add_task("batches", total=payload["batches_per_epoch"])
         elif event == "batch":
             self.progress.update(
                 self.batch_task,
@@ -194,3 +192,115 @@ def train(
 
 def main() -> None:  # pragma: no cover - console entry point
     app()
+
+
+DEFAULT_MODEL = Path("pretrained_models/best_model_v2.0.ckpt")
+
+
+def _load_bundle(model: Path):
+    from stocktrend.checkpoint import load_checkpoint
+    from stocktrend.errors import CheckpointError
+
+    if not model.exists():
+        raise CheckpointError(
+            f"no checkpoint at {model}",
+            hint="pass --model PATH, or train one with `stocktrend train`",
+        )
+    return load_checkpoint(model)
+
+
+def _periods_of(bundle) -> Any:
+    from stocktrend.pipeline import Periods
+
+    stored = bundle.metadata.get("training", {}).get("periods")
+    return Periods(**stored) if stored else Periods()
+
+
+def _evaluate_bundle(bundle, source: str | None):
+    from stocktrend.pipeline import evaluate_checkpoint
+
+    settings = _settings(source)
+    prices, _ = _load_validated(settings.source, None, settings.benchmark)
+    return evaluate_checkpoint(
+        bundle, prices, periods=_periods_of(bundle), benchmark=settings.benchmark
+    )
+
+
+@app.command()
+@friendly_errors
+def evaluate(
+    model: Annotated[Path, typer.Option(help="Checkpoint to evaluate")] = DEFAULT_MODEL,
+    source: Annotated[str | None, typer.Option(help="sample | file:PATH | yfinance")] = None,
+    out: Annotated[Path | None, typer.Option(help="Report directory")] = None,
+) -> None:
+    """Evaluate a checkpoint on its held-out test period, with baselines side by side."""
+    import json
+
+    bundle = _load_bundle(model)
+    with console.status("scoring the test period..."):
+        report, _test, _p = _evaluate_bundle(bundle, source)
+    target = out or _settings().home / "reports" / bundle.model_version
+    report.to_json(target / "report.json")
+    (target / "report.md").write_text(report.to_markdown() + "\n")
+    plots = report.save_plots(target)
+    console.print(report.to_markdown())
+    meta_path = model.with_name("model_metadata.json")
+    if meta_path.exists():
+        published = json.loads(meta_path.read_text())["performance"]["model"]["accuracy"]
+        measured = report.model.accuracy
+        console.print(
+            f"published accuracy {published:.4f}, measured {measured:.4f}, "
+            f"difference {100 * (measured - published):+.2f} pp"
+        )
+    console.print(f"wrote {target / 'report.json'}, report.md and {len(plots)} plots")
+
+
+@app.command()
+@friendly_errors
+def demo(
+    model: Annotated[Path, typer.Option(help="Checkpoint")] = DEFAULT_MODEL,
+    examples: int = 10,
+) -> None:
+    """The seed's load_pretrained_model.py: evaluate the pretrained model, show predictions."""
+    import numpy as np
+
+    from stocktrend.evaluation import format_confusion_matrix
+
+    bundle = _load_bundle(model)
+    console.print(
+        f"loaded {model} (version {bundle.model_version}, sha256 {bundle.sha256[:12]}..., "
+        f"{len(bundle.feature_names)} features x {bundle.sequence_length} sessions)"
+    )
+    with console.status("evaluating on the held-out test period..."):
+        report, test, p_up = _evaluate_bundle(bundle, "sample")
+    console.print(
+        f"test period {report.period_start}..{report.period_end}, {report.n_samples:,} windows"
+    )
+    console.print(format_confusion_matrix(np.asarray(report.model.confusion_matrix)))
+    table = Table(title="baselines on the same windows")
+    for column in ("predictor", "accuracy", "balanced acc", "ROC AUC", "log loss"):
+        table.add_column(column)
+    rows = {"model": report.model, **report.baselines}
+    for name, m in rows.items():
+        auc = "—" if m.roc_auc is None else f"{m.roc_auc:.3f}"
+        table.add_row(
+            name, f"{m.accuracy:.3f}", f"{m.balanced_accuracy:.3f}", auc, f"{m.log_loss:.3f}"
+        )
+    console.print(table)
+    picks = np.linspace(0, len(test) - 1, num=min(examples, len(test))).astype(int)
+    sample = Table(title="example predictions")
+    for column in ("ticker", "as of", "P(up)", "prediction", "confidence", "actual"):
+        sample.add_column(column)
+    names = ("Bajista (bearish)", "Alcista (bullish)")
+    for i in picks:
+        p = float(p_up[i])
+        predicted = int(p > 0.5)
+        sample.add_row(
+            str(test.index["ticker"].iloc[i]),
+            str(test.index["as_of_date"].iloc[i].date()),
+            f"{p:.3f}",
+            names[predicted],
+            f"{max(p, 1 - p):.1%}",
+            names[int(test.y[i])] + (" ✓" if predicted == test.y[i] else " ✗"),
+        )
+    console.print(sample)

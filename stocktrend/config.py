@@ -34,7 +34,9 @@ class Settings(BaseSettings):
         default="sample",
         description="Price source: 'sample', 'file:PATH' or 'yfinance'.",
     )
-    benchmark: str = Field(default="^GSPC", description="Market benchmark ticker for context features.")
+    benchmark: str = Field(
+        default="^GSPC", description="Market benchmark ticker for context features."
+    )
     horizon: int = Field(default=10, ge=1, le=250, description="Label horizon in sessions.")
     seq_len: int = Field(default=30, ge=2, le=500, description="Sessions per model window.")
     model: str = Field(

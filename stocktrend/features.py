@@ -214,7 +214,7 @@ def _broadcast(series: pd.Series, like: Panel) -> Panel:
 # --- the features, in FEATURE_NAMES order --------------------------------------------
 
 
-def _compute(p: dict[str, Panel], benchmark: str):  # noqa: PLR0915 - one flat list by design
+def _compute(p: dict[str, Panel], benchmark: str):
     """Yield (name, panel) in :data:`FEATURE_NAMES` order."""
     o, h, low, c, v = p["open"], p["high"], p["low"], p["close"], p["volume"]
     log_c = np.log(c)

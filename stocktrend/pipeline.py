@@ -198,7 +198,9 @@ def train_model(
     )
 
 
-def _predict_with(model: torch.nn.Module, scaler: Scaler, X: np.ndarray, seq_len: int) -> np.ndarray:
+def _predict_with(
+    model: torch.nn.Module, scaler: Scaler, X: np.ndarray, seq_len: int
+) -> np.ndarray:
     bundle = ModelBundle(
         model=model,
         config=model.config,
@@ -247,7 +249,7 @@ def _hardware() -> dict[str, Any]:
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "cpu_threads": torch.get_num_threads(),
         "machine": platform.machine(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "python": platform.python_version(),
     }
 

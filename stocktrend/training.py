@@ -35,7 +35,14 @@ from torch import nn
 
 from stocktrend.features import FEATURE_NAMES, build_features
 from stocktrend.scaler import Scaler
-from stocktrend.windows import Split, chronological_split, forward_returns, lookup, make_labels, make_windows
+from stocktrend.windows import (
+    Split,
+    chronological_split,
+    forward_returns,
+    lookup,
+    make_labels,
+    make_windows,
+)
 
 
 class TrainConfig(BaseModel):
@@ -290,7 +297,7 @@ def _evaluate(
 
 def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
-    np.random.seed(seed)  # noqa: NPY002 - third-party code may use the global RNG
+    np.random.seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
 

@@ -71,7 +71,9 @@ def test_hand_computed_values(small: pd.DataFrame) -> None:
     r = np.log(close).diff()
     assert feats.loc[day, "vol_20"] == pytest.approx(r.iloc[pos - 19 : pos + 1].std(), rel=1e-5)
     gspc = small[small["ticker"] == "^GSPC"].set_index("date")["close"]
-    assert feats.loc[day, "mkt_ret_1"] == pytest.approx(np.log(gspc.loc[day] / gspc.shift(1).loc[day]))
+    assert feats.loc[day, "mkt_ret_1"] == pytest.approx(
+        np.log(gspc.loc[day] / gspc.shift(1).loc[day])
+    )
 
 
 def test_missing_benchmark_is_a_clear_error(small: pd.DataFrame) -> None:
@@ -83,7 +85,9 @@ def _rows_up_to(frame: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
     return frame[frame.index.get_level_values("date") <= cutoff]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     cut=st.integers(min_value=WARMUP_SESSIONS + 40, max_value=900),
     mode=st.sampled_from(["truncate", "perturb", "delete"]),

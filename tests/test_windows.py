@@ -56,7 +56,9 @@ def test_as_of_dates_select_windows(features: pd.DataFrame) -> None:
 
 def test_windows_spanning_a_gap_are_skipped_and_counted(sample_prices: pd.DataFrame) -> None:
     gap_day = pd.Timestamp("2012-06-01")
-    prices = sample_prices[~((sample_prices["ticker"] == "IBM") & (sample_prices["date"] == gap_day))]
+    prices = sample_prices[
+        ~((sample_prices["ticker"] == "IBM") & (sample_prices["date"] == gap_day))
+    ]
     X, index = make_windows(build_features(prices), seq_len=30)
     ibm = index[index["ticker"] == "IBM"]["as_of_date"]
     after = calendar.sessions(gap_day, "2013-03-01")
