@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -43,7 +44,7 @@ def friendly_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except StocktrendError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}")
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
             raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]
@@ -62,7 +63,7 @@ def _load_validated(source: str, tickers: list[str] | None, benchmark: str):
     prices = load_prices(source, wanted)
     clean, report = validate_prices(prices)
     for ticker, reason in report.dropped_tickers.items():
-        err_console.print(f"[yellow]dropped {ticker}:[/] {reason}")
+        err_console.print(f"[yellow]dropped {escape(ticker)}:[/] {escape(reason)}")
     return clean, report
 
 
