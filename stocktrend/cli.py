@@ -305,3 +305,164 @@ def demo(
             names[int(test.y[i])] + (" ✓" if predicted == test.y[i] else " ✗"),
         )
     console.print(sample)
+
+
+def _flow_summary_table(summary: dict[str, Any]) -> None:
+    for title, key in (("failed", "failed"), ("skipped", "skipped")):
+        items = summary.get(key) or {}
+        if items:
+            table = Table(title=f"{title} tickers")
+            table.add_column("ticker")
+            table.add_column("reason")
+            for ticker, reason in sorted(items.items()):
+                table.add_row(ticker, escape(str(reason)))
+            console.print(table)
+
+
+def _check_date(value: str | None, name: str) -> str | None:
+    import pandas as pd
+
+    from stocktrend.errors import ConfigError
+
+    if value is None:
+        return None
+    try:
+        return str(pd.Timestamp(value).date())
+    except (ValueError, TypeError):
+        raise ConfigError(f"{name} {value!r} is not a date", hint="use YYYY-MM-DD") from None
+
+
+@app.command()
+@friendly_errors
+def score(
+    as_of: Annotated[str | None, typer.Option(help="Session to score (YYYY-MM-DD)")] = None,
+    universe: Annotated[
+        str | None, typer.Option(help="Comma-separated tickers, or a file of tickers")
+    ] = None,
+    source: Annotated[str | None, typer.Option(help="sample | file:PATH | yfinance")] = None,
+    model: Annotated[str | None, typer.Option(help="Checkpoint path (or an alias)")] = None,
+) -> None:
+    """Run the daily-scoring flow for one session."""
+    from flows.daily_scoring import daily_scoring
+
+    summary = daily_scoring(
+        as_of=_check_date(as_of, "--as-of"), universe=universe, source=source, model=model
+    )
+    if not isinstance(summary, dict):  # a non-session day ends Completed with a message
+        console.print(getattr(summary, "message", str(summary)))
+        return
+    _flow_summary_table(summary)
+    console.print(
+        f"scored {summary['n_scored']} tickers on {summary['session']} with "
+        f"{summary['model_version']}"
+    )
+    _print_predictions(as_of=summary["session"])
+
+
+def _backfill_bar(start: str, end: str, universe, source, model, overwrite: bool) -> dict:
+    """Run the backfill flow in a worker thread; draw its progress from the chunk markers."""
+    import threading
+
+    from flows.backfill import backfill as backfill_flow
+    from flows.daily_scoring import DEFAULT_UNIVERSE
+    from stocktrend.backfill import is_done, plan_chunks
+    from stocktrend.calendar import sessions as nyse_sessions
+    from stocktrend.checkpoint import load_checkpoint
+    from stocktrend.models import resolve_model
+    from stocktrend.scoring import parse_universe, split_valid_tickers
+
+    settings = get_settings()
+    tickers, _ = split_valid_tickers(parse_universe(universe, DEFAULT_UNIVERSE))
+    version = load_checkpoint(resolve_model(model or settings.model, settings)).model_version
+    chunks = plan_chunks(nyse_sessions(start, end), tickers)
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["summary"] = backfill_flow(
+                start=start,
+                end=end,
+                universe=universe,
+                source=source,
+                model=model,
+                overwrite=overwrite,
+            )
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=work, daemon=True)
+    with Progress(
+        TextColumn("backfill {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task_id = bar.add_task(f"{start}..{end}", total=len(chunks))
+        thread.start()
+        while thread.is_alive():
+            thread.join(timeout=0.5)
+            done = sum(is_done(settings.predictions_dir, version, c) for c in chunks)
+            bar.update(task_id, completed=done)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["summary"]
+
+
+@app.command()
+@friendly_errors
+def backfill(
+    start: Annotated[str, typer.Option(help="First date (YYYY-MM-DD)")],
+    end: Annotated[str, typer.Option(help="Last date (YYYY-MM-DD)")],
+    universe: Annotated[
+        str | None, typer.Option(help="Comma-separated tickers, or a file of tickers")
+    ] = None,
+    source: Annotated[str | None, typer.Option(help="sample | file:PATH | yfinance")] = None,
+    model: Annotated[str | None, typer.Option(help="Checkpoint path (or an alias)")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Redo chunks already written")] = False,
+) -> None:
+    """Run the backfill flow over a date range (resumable; skips chunks already written)."""
+    start_day, end_day = _check_date(start, "--start"), _check_date(end, "--end")
+    summary = _backfill_bar(start_day, end_day, universe, source, model, overwrite)
+    _flow_summary_table(summary)
+    console.print(
+        f"backfill {summary['period']}: {summary['n_scored']} predictions written "
+        f"({summary['n_chunks_skipped']}/{summary['n_chunks']} chunks were already done)"
+    )
+
+
+def _print_predictions(ticker: str | None = None, as_of: str | None = None, limit: int = 50):
+    from stocktrend.storage import PredictionStore
+
+    store = PredictionStore(get_settings().resolved_database_url)
+    frame = store.read_predictions(ticker=ticker, as_of=as_of)
+    if as_of is None and ticker is None:
+        frame = store.latest_per_ticker()
+    frame = frame.sort_values(["as_of_date", "ticker"], ascending=[False, True]).head(limit)
+    table = Table(title="predictions")
+    for column in ("as_of_date", "ticker", "prob_up", "label", "model_version"):
+        table.add_column(column)
+    for row in frame.itertuples(index=False):
+        table.add_row(
+            str(row.as_of_date)[:10],
+            row.ticker,
+            f"{row.prob_up:.4f}",
+            row.label,
+            row.model_version,
+        )
+    console.print(table)
+
+
+@app.command()
+@friendly_errors
+def predictions(
+    ticker: Annotated[str | None, typer.Option(help="One ticker's history")] = None,
+    as_of: Annotated[str | None, typer.Option(help="One session")] = None,
+    limit: int = 50,
+) -> None:
+    """Print predictions from SQL (default: the latest per ticker)."""
+    _print_predictions(
+        ticker=ticker.upper() if ticker else None,
+        as_of=_check_date(as_of, "--as-of"),
+        limit=limit,
+    )

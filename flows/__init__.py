@@ -1,0 +1,1 @@
+"""Prefect flows: orchestration only; every decision is made in `stocktrend`."""

@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers over `stocktrend` that pass file paths and small summaries."""
