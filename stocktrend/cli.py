@@ -142,6 +142,8 @@ def train(
     max_epochs: int = 30,
     patience: int = 5,
     batch_size: int = 128,
+    learning_rate: float = 1e-4,
+    weight_decay: float = 5e-3,
     seed: int = 42,
     resume: Annotated[Path | None, typer.Option(help="Resume from a state checkpoint")] = None,
     state_out: Annotated[
@@ -159,7 +161,12 @@ def train(
     )
     periods = Periods(train_start, train_end, val_end, test_end)
     config = TrainConfig(
-        max_epochs=max_epochs, early_stopping_patience=patience, batch_size=batch_size, seed=seed
+        max_epochs=max_epochs,
+        early_stopping_patience=patience,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        seed=seed,
     )
     started = time.perf_counter()
     with Progress(

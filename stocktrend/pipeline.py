@@ -35,7 +35,7 @@ from stocktrend.evaluation import (
 )
 from stocktrend.features import FEATURE_NAMES
 from stocktrend.histograms import reference_histograms
-from stocktrend.model import CNNBiLSTMModel, ModelConfig, count_parameters
+from stocktrend.model import ModelConfig, count_parameters
 from stocktrend.scaler import Scaler
 from stocktrend.training import (
     Dataset,
@@ -45,6 +45,7 @@ from stocktrend.training import (
     build_dataset,
     fit,
     last_day_features,
+    new_model,
     split_dataset,
 )
 
@@ -128,7 +129,7 @@ def train_model(
         prices, periods, benchmark=benchmark, horizon=horizon, seq_len=seq_len
     )
     scaler = Scaler.fit(train.X)
-    model = CNNBiLSTMModel(model_config)
+    model = new_model(model_config, train_config.seed)
     resume = None
     if resume_from is not None:
         resume = torch.load(resume_from, map_location="cpu", weights_only=True)

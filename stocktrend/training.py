@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from stocktrend.features import FEATURE_NAMES, build_features
+from stocktrend.model import CNNBiLSTMModel, ModelConfig
 from stocktrend.scaler import Scaler
 from stocktrend.windows import (
     Split,
@@ -295,6 +296,12 @@ def _evaluate(
     return total / max(n, 1), correct / max(n, 1)
 
 
+def new_model(config: ModelConfig, seed: int) -> CNNBiLSTMModel:
+    """A freshly initialised model; seeding first makes the initial weights reproducible."""
+    _seed_everything(seed)
+    return CNNBiLSTMModel(config)
+
+
 def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -317,5 +324,6 @@ __all__ = [
     "class_weights",
     "fit",
     "last_day_features",
+    "new_model",
     "split_dataset",
 ]
