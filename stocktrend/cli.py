@@ -36,6 +36,14 @@ err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+@app.callback()
+def _quiet_prefect() -> None:
+    """Machines here reach no analytics endpoint; don't let Prefect's server try."""
+    import os
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
 def friendly_errors(func: F) -> F:
     """Turn :class:`StocktrendError` (and bad-argument ValueErrors) into one clear line."""
 
@@ -472,4 +480,52 @@ def predictions(
         ticker=ticker.upper() if ticker else None,
         as_of=_check_date(as_of, "--as-of"),
         limit=limit,
+    )
+
+
+@app.command()
+@friendly_errors
+def run(
+    source: Annotated[str | None, typer.Option(help="sample | file:PATH | yfinance")] = None,
+    sessions: Annotated[int, typer.Option(help="Sessions to backfill")] = 60,
+    universe: Annotated[str | None, typer.Option(help="Comma-separated tickers")] = None,
+) -> None:
+    """The main job: backfill the last N sessions of the source, score the last one, show it."""
+    from flows.daily_scoring import daily_scoring
+    from stocktrend import calendar
+    from stocktrend.data import load_prices
+    from stocktrend.storage.queries import duckdb_glob
+
+    settings = _settings(source)
+    last = load_prices(settings.source, [settings.benchmark])["date"].max()
+    first = calendar.session_offset(last, -(sessions - 1))
+    console.rule(f"backfill {first.date()}..{last.date()} ({sessions} sessions)")
+    summary = _backfill_bar(
+        str(first.date()), str(last.date()), universe, settings.source, None, False
+    )
+    console.print(f"backfill: {summary['n_scored']} predictions ({summary['period']})")
+    console.rule(f"daily-scoring {last.date()}")
+    daily = daily_scoring(as_of=str(last.date()), universe=universe, source=settings.source)
+    _flow_summary_table(daily)
+    _print_predictions(as_of=daily["session"])
+    db = settings.resolved_database_url
+    console.rule("query the predictions")
+    console.print(f"SQL store: {db}")
+    if db.startswith("sqlite:///"):
+        console.print(
+            f'  sqlite3 {db.removeprefix("sqlite:///")} "SELECT as_of_date, ticker, prob_up, '
+            f"label FROM predictions WHERE as_of_date = '{last.date()}' ORDER BY prob_up DESC;\"",
+            markup=False,
+        )
+    console.print(f"Parquet dataset: {settings.predictions_dir}")
+    console.print(
+        f'  duckdb -c "SELECT ticker, as_of_date, prob_up, label FROM read_parquet('
+        f"'{duckdb_glob(settings.predictions_dir)}', hive_partitioning=true) "
+        f'ORDER BY as_of_date DESC, ticker LIMIT 20"',
+        markup=False,
+    )
+    console.print(
+        '  python -c "import pandas as pd; print(pd.read_parquet('
+        f"'{settings.predictions_dir}').tail())\"",
+        markup=False,
     )
