@@ -253,3 +253,21 @@ def test_unparseable_dates_are_an_error(tmp_path):
     path.write_text("date,ticker,open,high,low,close,volume\nyesterday,XYZ,1,1,1,1,1\n")
     with pytest.raises(DataSourceError, match="cannot be parsed"):
         load_prices(f"file:{path}")
+
+
+def test_duplicate_and_empty_rows_in_a_file_reach_validation(subset, tmp_path):
+    """A vendor file's bad rows are reported by validation, not silently repaired on load."""
+    from stocktrend.validation import validate_prices
+
+    bad = subset.copy()
+    aapl = bad.index[bad["ticker"] == "AAPL"]
+    bad = pd.concat([bad, bad.loc[aapl[10:11]]], ignore_index=True)  # duplicate one AAPL day
+    bad.loc[bad.index[bad["ticker"] == "IBM"][5], ["open", "high", "low", "close"]] = np.nan
+    path = tmp_path / "dump.csv"
+    bad.to_csv(path, index=False)
+    loaded = load_prices(f"file:{path}")
+    assert len(loaded) == len(bad)
+    clean, report = validate_prices(loaded)
+    assert "more than one row on" in report.dropped_tickers["AAPL"]
+    assert "NaN" in report.dropped_tickers["IBM"]
+    assert set(clean["ticker"]) == {"^GSPC"}

@@ -102,14 +102,21 @@ def to_day(value: DateLike) -> pd.Timestamp:
     return ts.normalize().as_unit("ns")
 
 
-def normalize_prices(df: pd.DataFrame) -> pd.DataFrame:
+def normalize_prices(
+    df: pd.DataFrame, *, dedupe: bool = False, drop_empty: bool = False
+) -> pd.DataFrame:
     """Coerce ``df`` to the price-frame contract.
 
     Keeps only :data:`PRICE_COLUMNS`; converts dates to naive session dates,
     tickers to upper-case ``str`` and numbers to float64; drops rows without a
-    date or without any price; keeps the last row of a duplicated
-    (ticker, date); sorts and resets the index. Raises
-    :class:`PriceValidationError` when a column is missing or not numeric.
+    date; sorts and resets the index. Raises :class:`PriceValidationError` when
+    a column is missing or not numeric.
+
+    ``drop_empty`` drops rows without any price (yfinance pads every ticker to
+    the union of dates with all-NaN rows); ``dedupe`` keeps the newest of a
+    duplicated (ticker, date) (merging a cache with fresh rows). Both are off
+    for user files, so that validation sees and reports such rows instead of
+    them vanishing here.
     """
     missing = [c for c in PRICE_COLUMNS if c not in df.columns]
     if missing:
@@ -124,9 +131,12 @@ def normalize_prices(df: pd.DataFrame) -> pd.DataFrame:
             **{name: _coerce_float(df[name], name) for name in (*PRICE_FIELDS, "volume")},
         }
     )
-    out = out[out["date"].notna() & out[list(PRICE_FIELDS)].notna().any(axis=1)]
+    keep = out["date"].notna()
+    if drop_empty:
+        keep &= out[list(PRICE_FIELDS)].notna().any(axis=1)
+    out = out[keep]
     duplicated = out.duplicated(["ticker", "date"], keep="last")
-    if duplicated.any():
+    if dedupe and duplicated.any():
         logger.warning("dropping %d duplicated (ticker, date) rows", int(duplicated.sum()))
         out = out[~duplicated]
     out = out.sort_values(["ticker", "date"], kind="stable")

@@ -145,7 +145,11 @@ def fetch_yfinance(
             # batches one try each, so an offline run fails in seconds, not minutes.
             retry = replace(retry, max_retries=0)
 
-    prices = normalize_prices(pd.concat(frames, ignore_index=True)) if frames else empty_prices()
+    prices = (
+        normalize_prices(pd.concat(frames, ignore_index=True), drop_empty=True)
+        if frames
+        else empty_prices()
+    )
     prices = filter_prices(prices, start=start, end=end)
     present = set(prices["ticker"].unique().tolist())
     for ticker in names:
@@ -393,7 +397,11 @@ def frame_from_download(raw: Any, tickers: Sequence[str]) -> tuple[pd.DataFrame,
             missing[ticker] = NO_DATA
         else:
             parts.append(part)
-    prices = normalize_prices(pd.concat(parts, ignore_index=True)) if parts else empty_prices()
+    prices = (
+        normalize_prices(pd.concat(parts, ignore_index=True), drop_empty=True)
+        if parts
+        else empty_prices()
+    )
     return prices, missing
 
 
