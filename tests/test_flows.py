@@ -33,7 +33,7 @@ MODEL = ROOT / "pretrained_models" / "best_model_v2.0.ckpt"
 @pytest.fixture(scope="module", autouse=True)
 def harness():
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    with prefect_test_harness(server_startup_timeout=120):
+    with prefect_test_harness(server_startup_timeout=300):
         yield
 
 
