@@ -32,7 +32,8 @@ def make_windows(
     With ``as_of_dates`` only windows ending on those dates are built.
     """
     frame = _ticker_major(features)
-    values = frame.to_numpy(dtype=np.float32)
+    # pandas hands a single-dtype frame back column-major; windows need row-major rows.
+    values = np.ascontiguousarray(frame.to_numpy(dtype=np.float32))
     dates = frame.index.get_level_values("date").to_numpy()
     tickers = frame.index.get_level_values("ticker").to_numpy()
     n_rows, n_features = values.shape
@@ -61,8 +62,11 @@ def make_windows(
         "gap": int((wanted & ~contiguous).sum()),
         "nan": int((wanted & contiguous & ~finite).sum()),
     }
-    view = sliding_window_view(values, seq_len, axis=0)  # (n_rows - seq_len + 1, F, seq_len)
-    X = np.ascontiguousarray(view[starts[keep]].transpose(0, 2, 1))
+    # With C-ordered rows, window i is the contiguous block values[i : i + seq_len]; the
+    # gather through this zero-copy view is one block copy per window, already laid out
+    # C-contiguously as (N, seq_len, F) (ascontiguousarray is then a no-op safeguard).
+    view = sliding_window_view(values, seq_len, axis=0).transpose(0, 2, 1)
+    X = np.ascontiguousarray(view[starts[keep]])
     index = pd.DataFrame(
         {"ticker": tickers[ends[keep]], "as_of_date": pd.DatetimeIndex(dates[ends[keep]])}
     )
