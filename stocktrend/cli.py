@@ -516,6 +516,7 @@ def run(
             f'  sqlite3 {db.removeprefix("sqlite:///")} "SELECT as_of_date, ticker, prob_up, '
             f"label FROM predictions WHERE as_of_date = '{last.date()}' ORDER BY prob_up DESC;\"",
             markup=False,
+            soft_wrap=True,
         )
     console.print(f"Parquet dataset: {settings.predictions_dir}")
     console.print(
@@ -523,9 +524,11 @@ def run(
         f"'{duckdb_glob(settings.predictions_dir)}', hive_partitioning=true) "
         f'ORDER BY as_of_date DESC, ticker LIMIT 20"',
         markup=False,
+        soft_wrap=True,
     )
     console.print(
         '  python -c "import pandas as pd; print(pd.read_parquet('
         f"'{settings.predictions_dir}').tail())\"",
         markup=False,
+        soft_wrap=True,
     )
