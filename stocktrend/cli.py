@@ -206,10 +206,6 @@ def train(
     console.print(f"wrote {out} in {wall / 60:.1f} min (best epoch {trained.result.best_epoch})")
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
-
-
 DEFAULT_MODEL = Path("pretrained_models/best_model_v2.0.ckpt")
 
 
@@ -532,3 +528,71 @@ def run(
         markup=False,
         soft_wrap=True,
     )
+
+
+@app.command()
+@friendly_errors
+def drift(
+    as_of: Annotated[str | None, typer.Option(help="Evaluate as of this session")] = None,
+    model: Annotated[str, typer.Option(help="Version alias or checkpoint path")] = "champion",
+    source: Annotated[str | None, typer.Option(help="sample | file:PATH | yfinance")] = None,
+    fine_tune: Annotated[
+        bool, typer.Option(help="Run fine-tuning here when drift is detected")
+    ] = True,
+) -> None:
+    """Run the evaluate-drift flow: realised accuracy and feature drift of a model."""
+    from flows.evaluate_drift import evaluate_drift
+
+    summary = evaluate_drift(
+        as_of=_check_date(as_of, "--as-of"),
+        model=model,
+        source=source,
+        fine_tune_on_drift=fine_tune,
+    )
+    console.print(
+        f"{summary['model_version']} as of {summary['as_of']}: [bold]{summary['decision']}[/] "
+        f"({escape(str(summary['rule']))}); {summary['n_resolved']} resolved predictions, "
+        f"{summary['n_pending']} pending"
+    )
+    if summary.get("fine_tune"):
+        outcome = summary["fine_tune"]
+        reason = outcome if isinstance(outcome, str) else outcome["decision"]["reason"]
+        console.print(f"fine-tune: {escape(str(reason))}")
+
+
+@app.command("fine-tune")
+@friendly_errors
+def fine_tune_command(
+    as_of: Annotated[str | None, typer.Option(help="Last session with a known label")] = None,
+    source: Annotated[str | None, typer.Option(help="sample | file:PATH | yfinance")] = None,
+    learning_rate: float = 5e-5,
+    max_epochs: int = 3,
+) -> None:
+    """Run the fine-tune flow: challenger from the champion; promoted only if measurably better."""
+    from flows.fine_tune import fine_tune
+
+    summary = fine_tune(
+        as_of=_check_date(as_of, "--as-of"),
+        source=source,
+        learning_rate=learning_rate,
+        max_epochs=max_epochs,
+    )
+    verdict = "promoted" if summary["promoted"] else "kept the champion"
+    console.print(
+        f"challenger {summary['challenger']} (parent {summary['parent']}): {verdict}; "
+        f"{escape(str(summary['decision']['reason']))}"
+    )
+
+
+def _register_subcommands() -> None:
+    """Command groups that live in their own modules (models registry, serve, export)."""
+    from stocktrend import cli_models
+
+    cli_models.register(app)
+
+
+_register_subcommands()
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

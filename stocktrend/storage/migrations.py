@@ -111,8 +111,94 @@ def _v1_predictions_and_runs(conn: Connection) -> None:
     metadata.create_all(conn, checkfirst=False)
 
 
+def _v2_model_registry(conn: Connection) -> None:
+    metadata = sa.MetaData()
+    sa.Table(
+        "model_versions",
+        metadata,
+        sa.Column("version", sa.String(128), primary_key=True),
+        sa.Column("sha256", sa.String(64), nullable=False),
+        sa.Column("parent_version", sa.String(128), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("train_start", sa.Date(), nullable=True),
+        sa.Column("train_end", sa.Date(), nullable=True),
+        sa.Column("metrics", sa.JSON(), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("path", sa.Text(), nullable=False),
+        sa.Column("decision", sa.JSON(), nullable=True),
+        sa.CheckConstraint(
+            "status IN ('registered', 'champion', 'challenger', 'rejected', 'retired', "
+            "'rolled_back')",
+            name="ck_model_versions_status",
+        ),
+    )
+    sa.Table(
+        "model_aliases",
+        metadata,
+        sa.Column("alias", sa.String(32), primary_key=True),
+        sa.Column(
+            "version",
+            sa.String(128),
+            sa.ForeignKey("model_versions.version", name="fk_model_aliases_version"),
+            nullable=False,
+        ),
+        sa.Column("previous_version", sa.String(128), nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    sa.Table(
+        "model_alias_events",
+        metadata,
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("alias", sa.String(32), nullable=False),
+        sa.Column("version", sa.String(128), nullable=False),
+        sa.Column("previous_version", sa.String(128), nullable=True),
+        sa.Column("action", sa.String(16), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Index("ix_model_alias_events_alias", "alias", "id"),
+    )
+    metadata.create_all(conn, checkfirst=False)
+
+
+def _v3_evaluations(conn: Connection) -> None:
+    metadata = sa.MetaData()
+    sa.Table(
+        "evaluations",
+        metadata,
+        sa.Column("evaluation_id", sa.String(36), primary_key=True),
+        sa.Column("flow_run_id", sa.String(64), nullable=True),
+        sa.Column("evaluated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("as_of_date", sa.Date(), nullable=False),
+        sa.Column("model_version", sa.String(128), nullable=False),
+        sa.Column("model_sha256", sa.String(64), nullable=False),
+        sa.Column("window_start", sa.Date(), nullable=True),
+        sa.Column("window_end", sa.Date(), nullable=True),
+        sa.Column("n_sessions", sa.Integer(), nullable=False),
+        sa.Column("n_resolved", sa.Integer(), nullable=False),
+        sa.Column("n_pending", sa.Integer(), nullable=False),
+        sa.Column("accuracy", sa.Float(precision=53), nullable=True),
+        sa.Column("roc_auc", sa.Float(precision=53), nullable=True),
+        sa.Column("brier", sa.Float(precision=53), nullable=True),
+        sa.Column("log_loss", sa.Float(precision=53), nullable=True),
+        sa.Column("reference_accuracy", sa.Float(precision=53), nullable=True),
+        sa.Column("p_value", sa.Float(precision=53), nullable=True),
+        sa.Column("share_drifted", sa.Float(precision=53), nullable=True),
+        sa.Column("mean_p_up", sa.Float(precision=53), nullable=True),
+        sa.Column("bullish_share", sa.Float(precision=53), nullable=True),
+        sa.Column("decision", sa.String(16), nullable=False),
+        sa.Column("rule", sa.Text(), nullable=False),
+        sa.Column("report", sa.JSON(), nullable=False),
+        sa.CheckConstraint("decision IN ('drift', 'no_drift')", name="ck_evaluations_decision"),
+        sa.Index("ix_evaluations_model_date", "model_version", "as_of_date"),
+    )
+    metadata.create_all(conn, checkfirst=False)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "predictions and runs", _v1_predictions_and_runs),
+    Migration(2, "model registry", _v2_model_registry),
+    Migration(3, "evaluations", _v3_evaluations),
 )
 """Every migration, oldest first; versions are 1, 2, 3, ... without gaps."""
 

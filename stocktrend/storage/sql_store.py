@@ -439,3 +439,91 @@ def _latest_query(conditions: Sequence[sa.ColumnElement[bool]]) -> sa.Select[Any
     ranked = sa.select(*(c[name] for name in PREDICTION_COLUMNS), recency).where(*conditions)
     inner = ranked.subquery("ranked")
     return sa.select(*(inner.c[name] for name in PREDICTION_COLUMNS)).where(inner.c.recency == 1)
+
+
+# -- model registry and drift evaluations (migrations 2 and 3) -----------------------------------
+# Live definitions used by stocktrend.registry and stocktrend.storage.evaluations.
+
+MODEL_STATUSES: tuple[str, ...] = (
+    "registered",
+    "champion",
+    "challenger",
+    "rejected",
+    "retired",
+    "rolled_back",
+)
+"""``model_versions.status``: what happened to a version last (the aliases say what serves)."""
+
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column("version", sa.String(MAX_LENGTHS["model_version"]), primary_key=True),
+    sa.Column("sha256", sa.String(MAX_LENGTHS["model_sha256"]), nullable=False),
+    sa.Column("parent_version", sa.String(MAX_LENGTHS["model_version"]), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("train_start", sa.Date(), nullable=True),
+    sa.Column("train_end", sa.Date(), nullable=True),
+    sa.Column("metrics", sa.JSON(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("path", sa.Text(), nullable=False),
+    sa.Column("decision", sa.JSON(), nullable=True),
+)
+
+model_aliases = sa.Table(
+    "model_aliases",
+    metadata,
+    sa.Column("alias", sa.String(32), primary_key=True),
+    sa.Column(
+        "version",
+        sa.String(MAX_LENGTHS["model_version"]),
+        sa.ForeignKey("model_versions.version", name="fk_model_aliases_version"),
+        nullable=False,
+    ),
+    sa.Column("previous_version", sa.String(MAX_LENGTHS["model_version"]), nullable=True),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+model_alias_events = sa.Table(
+    "model_alias_events",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("alias", sa.String(32), nullable=False),
+    sa.Column("version", sa.String(MAX_LENGTHS["model_version"]), nullable=False),
+    sa.Column("previous_version", sa.String(MAX_LENGTHS["model_version"]), nullable=True),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=True),
+    sa.Column("changed_at", UTCDateTime(), nullable=False),
+)
+
+# One row per evaluate-drift run; n_resolved counts the resolved predictions inside the
+# performance window (the ones every metric is computed on), n_pending those not yet resolved.
+evaluations = sa.Table(
+    "evaluations",
+    metadata,
+    sa.Column("evaluation_id", sa.String(36), primary_key=True),
+    sa.Column("flow_run_id", sa.String(MAX_LENGTHS["flow_run_id"]), nullable=True),
+    sa.Column("evaluated_at", UTCDateTime(), nullable=False),
+    sa.Column("as_of_date", sa.Date(), nullable=False),
+    sa.Column("model_version", sa.String(MAX_LENGTHS["model_version"]), nullable=False),
+    sa.Column("model_sha256", sa.String(MAX_LENGTHS["model_sha256"]), nullable=False),
+    sa.Column("window_start", sa.Date(), nullable=True),
+    sa.Column("window_end", sa.Date(), nullable=True),
+    sa.Column("n_sessions", sa.Integer(), nullable=False),
+    sa.Column("n_resolved", sa.Integer(), nullable=False),
+    sa.Column("n_pending", sa.Integer(), nullable=False),
+    sa.Column("accuracy", sa.Float(precision=53), nullable=True),
+    sa.Column("roc_auc", sa.Float(precision=53), nullable=True),
+    sa.Column("brier", sa.Float(precision=53), nullable=True),
+    sa.Column("log_loss", sa.Float(precision=53), nullable=True),
+    sa.Column("reference_accuracy", sa.Float(precision=53), nullable=True),
+    sa.Column("p_value", sa.Float(precision=53), nullable=True),
+    sa.Column("share_drifted", sa.Float(precision=53), nullable=True),
+    sa.Column("mean_p_up", sa.Float(precision=53), nullable=True),
+    sa.Column("bullish_share", sa.Float(precision=53), nullable=True),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("rule", sa.Text(), nullable=False),
+    sa.Column("report", sa.JSON(), nullable=False),
+)
+
+EVALUATION_COLUMNS: tuple[str, ...] = tuple(column.name for column in evaluations.columns)
