@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench clean serve
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/stocktrend run
+
+# Local Prefect server on 127.0.0.1:$(PORT) + every deployment served from one process.
+PORT ?= 4200
+serve: $(STAMP)
+	$(BIN)/stocktrend serve --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -91,8 +91,10 @@ def main() -> None:
     for name, seconds in stages.items():
         if name != "windows":
             print(f"  {name:<17} {seconds:6.2f} s")
-    print(f"  {'total':<17} {total:6.2f} s  (target {DAILY_TARGET_S:.0f} s: ratio "
-          f"{total / DAILY_TARGET_S:.2f})")
+    print(
+        f"  {'total':<17} {total:6.2f} s  (target {DAILY_TARGET_S:.0f} s: ratio "
+        f"{total / DAILY_TARGET_S:.2f})"
+    )
 
     from flows.backfill import backfill
     from flows.daily_scoring import daily_scoring
@@ -101,18 +103,21 @@ def main() -> None:
     t = time.perf_counter()
     summary = daily_scoring(as_of=str(day.date()), universe=tickers, source=source)
     flow_seconds = time.perf_counter() - t
-    print(f"\ndaily-scoring flow end to end (server already up): {flow_seconds:.2f} s for "
-          f"{summary['n_scored']} predictions (target ratio {flow_seconds / DAILY_TARGET_S:.2f})")
+    print(
+        f"\ndaily-scoring flow end to end (server already up): {flow_seconds:.2f} s for "
+        f"{summary['n_scored']} predictions (target ratio {flow_seconds / DAILY_TARGET_S:.2f})"
+    )
 
     end = day
     start = (end - pd.DateOffset(months=args.backfill_months)) + pd.Timedelta(days=1)
     t = time.perf_counter()
-    result = backfill(start=str(start.date()), end=str(end.date()), universe=tickers,
-                      source=source)
+    result = backfill(start=str(start.date()), end=str(end.date()), universe=tickers, source=source)
     seconds = time.perf_counter() - t
-    print(f"\nbackfill flow {result['period']} x {len(tickers)} tickers: "
-          f"{result['n_scored']:,} predictions in {seconds:.1f} s = "
-          f"{result['n_scored'] / seconds:,.0f} predictions/s ({result['n_chunks']} chunks)")
+    print(
+        f"\nbackfill flow {result['period']} x {len(tickers)} tickers: "
+        f"{result['n_scored']:,} predictions in {seconds:.1f} s = "
+        f"{result['n_scored'] / seconds:,.0f} predictions/s ({result['n_chunks']} chunks)"
+    )
     print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
     print(f"(scratch home left at {home})")
 

@@ -5,6 +5,8 @@ for the whole range; each chunk then cuts its windows, scores them, upserts
 both sinks and only then writes its done-marker. A re-run skips marked chunks
 (unless ``overwrite``), so a crashed or killed backfill resumes where it
 stopped and never duplicates rows. Output equals daily scoring of each session.
+Chunks fan out on the task runner chosen by `flows.runners` (threads by
+default, or a Dask cluster); the output does not depend on it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from prefect.futures import as_completed
 from prefect.runtime import flow_run
 
 from flows.daily_scoring import DEFAULT_UNIVERSE
+from flows.runners import SelectedTaskRunner
 from stocktrend import calendar
 from stocktrend.backfill import clear_marks, is_done, plan_chunks
 from stocktrend.config import get_settings
@@ -34,7 +37,7 @@ from tasks.backfill import batch_features_task, describe_model, score_chunk_task
 from tasks.scoring import load_prices_task, record_run_task, validate_task
 
 
-@flow(name="backfill", log_prints=True)
+@flow(name="backfill", log_prints=True, task_runner=SelectedTaskRunner())
 def backfill(
     start: str,
     end: str,

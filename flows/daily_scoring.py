@@ -3,6 +3,8 @@
 Scheduled weekdays after the close; holidays end Completed with a message.
 Re-running a session replaces that session's rows for the model (both sinks),
 so a retry or a manual re-run is always safe.
+Submitted tasks (the two sink writes) run on the task runner chosen by
+`flows.runners` (threads by default, or Dask).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Completed
 
+from flows.runners import SelectedTaskRunner
 from stocktrend.config import get_settings
 from stocktrend.models import resolve_model
 from stocktrend.scoring import (
@@ -45,7 +48,7 @@ def _scheduled_time() -> datetime | None:
     return None if scheduled is None else datetime.fromisoformat(str(scheduled))
 
 
-@flow(name="daily-scoring", log_prints=True)
+@flow(name="daily-scoring", log_prints=True, task_runner=SelectedTaskRunner())
 def daily_scoring(
     as_of: str | None = None,
     universe: str | list[str] | None = None,
