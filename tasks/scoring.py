@@ -15,7 +15,6 @@ from typing import Any
 import pandas as pd
 from prefect import get_run_logger, task
 from prefect.tasks import exponential_backoff
-from stocktrend.storage import PredictionStore, RunRecord, parquet_store
 
 from stocktrend import calendar
 from stocktrend.checkpoint import load_checkpoint
@@ -23,6 +22,7 @@ from stocktrend.config import get_settings
 from stocktrend.data import load_prices_with_report
 from stocktrend.errors import SourceUnavailableError, StorageError
 from stocktrend.scoring import build_scoring_windows, score_windows
+from stocktrend.storage import PredictionStore, RunRecord, parquet_store
 from stocktrend.validation import validate_prices
 from stocktrend.workdir import load_array, load_frame, save_array, save_frame
 
