@@ -68,6 +68,7 @@ from stocktrend import calendar
 from stocktrend.evaluation import core_metrics, reliability_table
 from stocktrend.features import FEATURE_FAMILIES, build_features
 from stocktrend.histograms import bin_counts
+from stocktrend.plotting import new_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -770,16 +771,6 @@ def render_markdown(report: DriftReport) -> str:
 # --------------------------------------------------------------------------- plots
 
 
-def _figure(width: float, height: float) -> Figure:
-    """A Figure on its own Agg canvas: no pyplot, no global backend switch."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
 def _png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
@@ -793,7 +784,7 @@ def _empty(ax: Any, text: str) -> None:
 
 def plot_accuracy_over_time(report: DriftReport) -> bytes:
     """Accuracy per session and its 10-session mean, with the reference accuracy line."""
-    fig = _figure(9.0, 4.5)
+    fig = new_figure(9.0, 4.5)
     ax = fig.subplots()
     if not report.by_session:
         _empty(ax, "no resolved predictions in the window")
@@ -815,7 +806,7 @@ def plot_accuracy_over_time(report: DriftReport) -> bytes:
 
 def plot_calibration(report: DriftReport) -> bytes:
     """Reliability diagram of the trailing window, with the diagonal."""
-    fig = _figure(6.0, 6.0)
+    fig = new_figure(6.0, 6.0)
     ax = fig.subplots()
     filled = [b for b in report.reliability if b["count"]]
     if not filled:
@@ -846,7 +837,7 @@ def plot_calibration(report: DriftReport) -> bytes:
 def plot_psi(report: DriftReport) -> bytes:
     """PSI per feature (bars coloured by band) with the 0.1 and 0.25 lines."""
     rows = [r for r in report.psi_table() if r["psi"] is not None]
-    fig = _figure(8.0, max(4.0, 0.18 * len(rows) + 1.5))
+    fig = new_figure(8.0, max(4.0, 0.18 * len(rows) + 1.5))
     ax = fig.subplots()
     if not rows:
         _empty(ax, "no PSI: no reference histograms or no recent rows")

@@ -45,9 +45,10 @@ from numpy.typing import ArrayLike
 from scipy import stats
 
 from stocktrend import CLASS_NAMES, SEED_CLASS_NAMES
+from stocktrend.plotting import new_figure
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    pass
 
 PROBA_CLIP = 1e-7
 """Log loss clips probabilities to ``[PROBA_CLIP, 1 - PROBA_CLIP]`` so a hard 0/1 miss is finite."""
@@ -908,19 +909,9 @@ def render_markdown(report: Report) -> str:
 # --------------------------------------------------------------------------- plots
 
 
-def _new_figure(width: float, height: float) -> Figure:
-    """A Figure bound to its own Agg canvas: no pyplot, no global backend switch."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
 def plot_calibration(report: Report, path: str | Path) -> Path:
     """Reliability diagram (with the diagonal) above a histogram of bin counts."""
-    fig = _new_figure(6.5, 7.0)
+    fig = new_figure(6.5, 7.0)
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
     filled = [b for b in report.reliability if b.count > 0]
     top.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
@@ -969,7 +960,7 @@ def monthly_accuracy(report: Report) -> pd.DataFrame:
 def plot_accuracy_over_time(report: Report, path: str | Path) -> Path:
     """Monthly accuracy of model and baselines, with the majority rate as a reference line."""
     table = monthly_accuracy(report)
-    fig = _new_figure(9.0, 4.5)
+    fig = new_figure(9.0, 4.5)
     ax = fig.subplots()
     x = table.index.to_numpy(dtype="datetime64[ns]")
     for i, col in enumerate(table.columns):
