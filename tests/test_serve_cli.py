@@ -34,6 +34,24 @@ def _deployments(api: str) -> dict[str, dict]:
     return {d["name"]: d for d in response.json()} if response.status_code == 200 else {}
 
 
+def _interrupt(serving: subprocess.Popen, log_path: Path) -> None:
+    """Ctrl-C, and Ctrl-C again if serving has not begun to stop: what a user at a terminal does.
+
+    A single SIGINT that lands while Prefect's runner is between event-loop phases can be
+    absorbed (seen once under a loaded CI machine); the second one is only sent before the
+    shutdown message, so it never interrupts the server's own shutdown.
+    """
+    serving.send_signal(signal.SIGINT)
+    try:
+        serving.wait(timeout=45)
+        return
+    except subprocess.TimeoutExpired:
+        pass
+    if "stopping the Prefect server" not in log_path.read_text():
+        serving.send_signal(signal.SIGINT)
+    serving.wait(timeout=90)
+
+
 def test_serve_starts_a_local_server_registers_deployments_and_stops_cleanly(
     tmp_path: Path,
 ) -> None:
@@ -71,8 +89,7 @@ def test_serve_starts_a_local_server_registers_deployments_and_stops_cleanly(
         assert f"Prefect UI: http://127.0.0.1:{port}" in output
         assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200  # the UI
     finally:
-        serving.send_signal(signal.SIGINT)
-        serving.wait(timeout=60)
+        _interrupt(serving, tmp_path / "serve.log")
         log.close()
     assert serving.returncode == 0, (tmp_path / "serve.log").read_text()[-3000:]
     assert "stopping the Prefect server" in (tmp_path / "serve.log").read_text()
