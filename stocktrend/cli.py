@@ -586,10 +586,11 @@ def fine_tune_command(
 
 def _register_subcommands() -> None:
     """Command groups that live in their own modules (models registry, serve, export)."""
-    from stocktrend import cli_models, cli_serve
+    from stocktrend import cli_export, cli_models, cli_serve
 
     cli_models.register(app)
     cli_serve.register(app)
+    cli_export.register(app)
 
 
 _register_subcommands()
