@@ -34,6 +34,10 @@ def _deployments(api: str) -> dict[str, dict]:
     return {d["name"]: d for d in response.json()} if response.status_code == 200 else {}
 
 
+def _statuses(api: str) -> dict[str, str | None]:
+    return {name: d.get("status") for name, d in _deployments(api).items()}
+
+
 def _interrupt(serving: subprocess.Popen, log_path: Path) -> None:
     """Ctrl-C, and Ctrl-C again if serving has not begun to stop: what a user at a terminal does.
 
@@ -82,6 +86,12 @@ def test_serve_starts_a_local_server_registers_deployments_and_stops_cleanly(
             assert time.monotonic() < deadline, "deployments were not registered in time"
             time.sleep(1)
         assert sorted(found) == sorted(expected)
+        # Ready means the runner is in its polling loop (it marks what it polls READY): a
+        # Ctrl-C before that lands in Prefect's start-up, which is not what this test is about.
+        while any(d.get("status") != "READY" for d in _deployments(api).values()):
+            assert time.monotonic() < deadline, f"not ready: {_statuses(api)}"
+            time.sleep(1)
+        found = _deployments(api)
         schedule = found["daily-scoring"]["schedules"][0]["schedule"]
         assert (schedule["cron"], schedule["timezone"]) == ("30 17 * * 1-5", "America/New_York")
         assert found["daily-scoring"]["work_pool_name"] is None  # served: no pool, no worker
