@@ -266,16 +266,21 @@ def _backfill(bundle: ModelBundle, engine: Engine, n_tickers: int, n_sessions: i
     build = time.perf_counter() - started
     print(f"\nbackfill: {len(tickers)} tickers x 250 sessions -> {len(X):,} windows")
     print(f"  features+windows {build:.2f} s")
-    for label, score in (
-        ("before (checkpoint.predict_proba)", lambda: predict_proba(bundle, X, batch_size=256)),
-        (f"after ({engine.name})", lambda: engine.predict_proba(X)),
-    ):
-        started = time.perf_counter()
-        score()
-        seconds = time.perf_counter() - started
-        total = build + seconds
+    paths = {
+        "before (checkpoint.predict_proba, batch 256)": lambda: predict_proba(bundle, X, 256),
+        f"after ({engine.name})": lambda: engine.predict_proba(X),
+    }
+    seconds: dict[str, list[float]] = {label: [] for label in paths}
+    for _ in range(2):  # alternate, keep the better of two: the machine is shared
+        for label, score in paths.items():
+            started = time.perf_counter()
+            score()
+            seconds[label].append(time.perf_counter() - started)
+    for label, values in seconds.items():
+        best = min(values)
+        total = build + best
         print(
-            f"  {label}: scoring {seconds:.2f} s ({len(X) / seconds:,.0f} windows/s); "
+            f"  {label}: scoring {best:.2f} s ({len(X) / best:,.0f} windows/s); "
             f"end to end {total:.2f} s ({len(X) / total:,.0f} windows/s)"
         )
 

@@ -22,31 +22,19 @@ import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
-import torch
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from stocktrend.checkpoint import METADATA_FILENAME, ModelBundle, load_checkpoint
 from stocktrend.errors import StocktrendError
-from stocktrend.inference import (
-    DEFAULT_BATCH_SIZE,
-    EXPORT_FORMAT,
-    INT8_RECIPES,
-    Engine,
-    EngineOptions,
-    InferenceNet,
-    bundled_test_windows,
-    check_parity,
-    cpu_description,
-    engine_from_onnx,
-    export_onnx,
-    quantize_onnx_int8,
-    write_atomic,
-)
+
+if TYPE_CHECKING:  # torch, onnx and the engines load when a command runs, not with the CLI
+    import numpy as np
+
+    from stocktrend.checkpoint import ModelBundle
+    from stocktrend.inference import Engine
 
 __all__ = ["FORMATS", "export_checkpoint", "measure_export", "record_export", "register"]
 
@@ -54,6 +42,7 @@ FORMATS = ("onnx", "int8", "torchscript")
 SPEED_BATCH = 128
 DEFAULT_MODEL = Path("pretrained_models/best_model_v2.0.ckpt")
 _SUFFIXES = {"onnx": ".onnx", "int8": "_int8.onnx", "torchscript": "_scripted.pt"}
+_METADATA = "model_metadata.json"  # stocktrend.checkpoint.METADATA_FILENAME, without torch
 
 console = Console()
 err_console = Console(stderr=True)
@@ -70,7 +59,7 @@ def export(
     ] = "onnx",
     model: Annotated[Path, typer.Option(help="Checkpoint to export")] = DEFAULT_MODEL,
     recipe: Annotated[
-        str, typer.Option(help=f"int8 only: {' | '.join(INT8_RECIPES)}")
+        str, typer.Option(help="int8 only: int8-conv (also the widest convs) | int8")
     ] = "int8-conv",
     seconds: Annotated[float, typer.Option(help="Timing budget per measurement round")] = 1.0,
     windows: Annotated[
@@ -86,6 +75,9 @@ def export(
 
 
 def _export(fmt: str, model: Path, recipe: str, seconds: float, n_windows: int) -> None:
+    from stocktrend.checkpoint import load_checkpoint
+    from stocktrend.inference import INT8_RECIPES
+
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if recipe not in INT8_RECIPES:
@@ -110,13 +102,15 @@ def _export(fmt: str, model: Path, recipe: str, seconds: float, n_windows: int) 
     )
     console.print(f"recorded under exports.{fmt} in {meta}")
     console.print("table row for pretrained_models/README.md:")
-    console.print(markdown_row(fmt, record), markup=False)
+    typer.echo(markdown_row(fmt, record))  # unwrapped, whatever the terminal width
 
 
 def export_checkpoint(
     bundle: ModelBundle, fmt: str, checkpoint: Path, *, recipe: str = "int8-conv"
 ) -> Path:
     """Write ``<stem>.onnx``, ``<stem>_int8.onnx`` or ``<stem>_scripted.pt`` beside it."""
+    from stocktrend.inference import INT8_RECIPES, export_onnx, quantize_onnx_int8
+
     target = checkpoint.with_name(checkpoint.stem + _SUFFIXES[fmt])
     if fmt == "onnx":
         return export_onnx(bundle, target)
@@ -139,6 +133,8 @@ def _is_export_of(path: Path, bundle: ModelBundle) -> bool:
         return False
     import onnx
 
+    from stocktrend.inference import EXPORT_FORMAT
+
     try:
         props = {
             p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props
@@ -154,6 +150,10 @@ def _is_export_of(path: Path, bundle: ModelBundle) -> bool:
 
 def _export_torchscript(bundle: ModelBundle, target: Path) -> Path:
     """``torch.jit.trace`` of :class:`InferenceNet` (TorchScript is deprecated upstream)."""
+    import torch
+
+    from stocktrend.inference import InferenceNet, write_atomic
+
     net = InferenceNet(bundle.model, bundle.scaler)
     example = torch.zeros(2, bundle.sequence_length, len(bundle.feature_names))
     with warnings.catch_warnings():
@@ -166,6 +166,10 @@ def _export_torchscript(bundle: ModelBundle, target: Path) -> Path:
 
 def _load_engine_for(bundle: ModelBundle, fmt: str, path: Path) -> Engine:
     """An :class:`Engine` over the exported file, with the engines' default chunking."""
+    import torch
+
+    from stocktrend.inference import DEFAULT_BATCH_SIZE, Engine, EngineOptions, engine_from_onnx
+
     if fmt in ("onnx", "int8"):
         return engine_from_onnx(path, bundle, name=f"export-{fmt}", options=EngineOptions())
     with warnings.catch_warnings():
@@ -193,14 +197,15 @@ def measure_export(
     ``n_windows`` > 0 limits parity to the first N test windows (quick checks;
     the published figures use all of them).
     """
+    from stocktrend import inference
     from stocktrend.checkpoint import predict_proba
 
-    windows = bundled_test_windows(bundle.sequence_length, bundle.horizon or 10)
+    windows = inference.bundled_test_windows(bundle.sequence_length, bundle.horizon or 10)
     if n_windows > 0:
         windows = windows[:n_windows]
     reference = predict_proba(bundle, windows)
     with _load_engine_for(bundle, fmt, path) as engine:
-        report = check_parity(engine, windows, reference)
+        report = inference.check_parity(engine, windows, reference)
         speed = _speed(bundle, engine, windows[:SPEED_BATCH], seconds, rounds)
     return {
         "file": path.name,
@@ -230,6 +235,10 @@ def _speed(
     bundle: ModelBundle, engine: Engine, batch: np.ndarray, seconds: float, rounds: int
 ) -> dict[str, Any]:
     """Median windows/s of the export and of the float32 eager forward, in alternation."""
+    import torch
+
+    from stocktrend.inference import cpu_description
+
     model = bundle.model
     scaled = torch.from_numpy(bundle.scaler.transform(batch))
 
@@ -252,6 +261,7 @@ def _speed(
         "windows_per_s": round(exp, 1),
         "reference_windows_per_s": round(ref, 1),
         "speedup": round(exp / ref, 3),
+        "chunk_size": engine.batch_size,
         "runtime": engine.details or {"torch_threads": torch.get_num_threads()},
         "method": f"median of {rounds} alternating rounds of ~{seconds:g} s; reference is "
         "the float32 eager forward (model.eval(), torch.no_grad())",
@@ -271,6 +281,7 @@ def _rate(fn: Callable[[], None], n: int, seconds: float) -> float:
 
 def _versions() -> dict[str, str]:
     import onnxruntime
+    import torch
 
     from stocktrend import __version__
 
@@ -287,7 +298,9 @@ def record_export(checkpoint: Path, fmt: str, record: dict[str, Any]) -> Path:
     Everything else in the file (``checkpoint.sha256`` above all) is left as it
     was; the write is atomic so a concurrent reader sees the old or the new file.
     """
-    meta_path = checkpoint.parent / METADATA_FILENAME
+    from stocktrend.inference import write_atomic
+
+    meta_path = checkpoint.parent / _METADATA
     data: dict[str, Any] = {}
     if meta_path.is_file():
         data = json.loads(meta_path.read_text(encoding="utf-8"))

@@ -67,6 +67,7 @@ import logging
 import os
 import platform
 import queue
+import stat
 import tempfile
 import threading
 import time
@@ -408,10 +409,17 @@ class Engine:
             self._finalizer()
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Probabilities for all windows of ``X``, computed ``batch_size`` at a time."""
-        windows = self._checked(X)
-        out = np.empty((windows.shape[0], self._n_classes), dtype=np.float32)
-        for start in range(0, windows.shape[0], self.batch_size):
+        """Probabilities for all windows of ``X``, computed ``batch_size`` at a time.
+
+        ``X`` is validated chunk by chunk before anything is scored, so a bad
+        window fails fast and no temporary the size of ``X`` is ever made.
+        """
+        windows = self._checked_shape(X)
+        n = windows.shape[0]
+        for start in range(0, n, self.batch_size):
+            self._check_finite(windows[start : start + self.batch_size], offset=start)
+        out = np.empty((n, self._n_classes), dtype=np.float32)
+        for start in range(0, n, self.batch_size):
             stop = start + self.batch_size
             out[start:stop] = self._run(windows[start:stop])
         return out
@@ -432,7 +440,9 @@ class Engine:
         rechunker = _Rechunker(self.batch_size, self._n_classes)
         try:
             for batch in source:
-                rechunker.push(self._checked(batch))
+                windows = self._checked_shape(batch)
+                self._check_finite(windows)
+                rechunker.push(windows)
                 rechunker.run_full(self._run)
                 yield from rechunker.pop_complete()
             rechunker.run_rest(self._run)
@@ -442,12 +452,13 @@ class Engine:
                 prefetcher.close()
 
     def _run(self, chunk: np.ndarray) -> np.ndarray:
-        result = np.asarray(self._runner(np.ascontiguousarray(chunk)), dtype=np.float32)
+        raw = np.ascontiguousarray(chunk, dtype=np.float32)
+        result = np.asarray(self._runner(raw), dtype=np.float32)
         if result.shape != (chunk.shape[0], self._n_classes):
             raise RuntimeError(f"engine {self.name} returned shape {result.shape}")
         return result
 
-    def _checked(self, X: np.ndarray) -> np.ndarray:
+    def _checked_shape(self, X: np.ndarray) -> np.ndarray:
         windows = np.asarray(X)
         if windows.ndim != 3 or tuple(windows.shape[1:]) != self._shape:
             raise ValueError(
@@ -456,11 +467,18 @@ class Engine:
             )
         if not np.issubdtype(windows.dtype, np.number):
             raise ValueError(f"windows must be numeric, got dtype {windows.dtype}")
-        windows = windows.astype(np.float32, copy=False)
-        if not np.isfinite(windows).all():
-            bad = int(windows.size - np.count_nonzero(np.isfinite(windows)))
-            raise ValueError(f"windows hold {bad} non-finite values; the model would emit NaN")
         return windows
+
+    @staticmethod
+    def _check_finite(windows: np.ndarray, offset: int = 0) -> None:
+        finite = np.isfinite(windows)
+        if not finite.all():
+            bad = int(finite.size - np.count_nonzero(finite))
+            first = offset + int(np.flatnonzero(~finite.reshape(len(windows), -1).all(1))[0])
+            raise ValueError(
+                f"windows hold {bad} non-finite values (first in window {first}); "
+                "the model would emit NaN"
+            )
 
 
 class _Rechunker:
@@ -919,13 +937,22 @@ def _bundle_sha(bundle: ModelBundle) -> str:
 
 
 def write_atomic(path: Path, data: bytes) -> Path:
-    """Temp file in the same directory, fsync, ``os.replace``: readers see old or new."""
+    """Temp file in the same directory, fsync, ``os.replace``: readers see old or new.
+
+    The file keeps the mode of the one it replaces (0644 when new), since
+    ``mkstemp`` would otherwise leave it owner-only.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        mode = 0o644
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
+            os.fchmod(fh.fileno(), mode)
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:

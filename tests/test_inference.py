@@ -308,6 +308,7 @@ def test_exports_round_trip(
 
 def test_record_export_keeps_the_rest_of_the_metadata(tmp_path: Path) -> None:
     original = json.loads((PRETRAINED.parent / METADATA_FILENAME).read_text())
+    original.pop("exports", None)  # the real file may already record exports
     (tmp_path / METADATA_FILENAME).write_text(json.dumps(original, indent=2))
     ckpt = tmp_path / "best_model_v2.0.ckpt"
     record_export(ckpt, "onnx", {"file": "best_model_v2.0.onnx", "size_bytes": 1})
@@ -322,7 +323,7 @@ def test_export_command_writes_file_and_metadata(
     tmp_path: Path, windows: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The same windows, without rebuilding them from prices (3-4 s).
-    monkeypatch.setattr("stocktrend.cli_export.bundled_test_windows", lambda *a: windows)
+    monkeypatch.setattr("stocktrend.inference.bundled_test_windows", lambda *a: windows)
     ckpt = tmp_path / PRETRAINED.name
     shutil.copyfile(PRETRAINED, ckpt)
     shutil.copyfile(PRETRAINED.parent / METADATA_FILENAME, tmp_path / METADATA_FILENAME)
