@@ -22,7 +22,7 @@ from flows.daily_scoring import DEFAULT_UNIVERSE
 from flows.runners import SelectedTaskRunner
 from stocktrend import calendar
 from stocktrend.backfill import clear_marks, is_done, plan_chunks
-from stocktrend.config import get_settings
+from stocktrend.config import EngineName, get_settings
 from stocktrend.errors import ConfigError
 from stocktrend.models import resolve_model
 from stocktrend.scoring import (
@@ -34,7 +34,12 @@ from stocktrend.scoring import (
 from stocktrend.workdir import remove_run_dir, run_dir
 from tasks.artifacts import publish_artifacts, set_progress, start_progress
 from tasks.backfill import batch_features_task, describe_model, score_chunk_task
-from tasks.scoring import load_prices_task, record_run_task, validate_task
+from tasks.scoring import (
+    load_prices_task,
+    prepare_engine_task,
+    record_run_task,
+    validate_task,
+)
 
 
 @flow(name="backfill", log_prints=True, task_runner=SelectedTaskRunner())
@@ -48,8 +53,15 @@ def backfill(
     ticker_batch: int = 100,
     period: str = "M",
     batch_size: int | None = None,
+    engine: EngineName | None = None,
 ) -> dict[str, Any]:
-    """Score every NYSE session in [start, end] for `universe` with `model`."""
+    """Score every NYSE session in [start, end] for `universe` with `model`.
+
+    `engine` (default `STOCKTREND_ENGINE`, itself `reference`) is settled once,
+    before chunks fan out. With an int8 engine a window's P(up) depends, within
+    the parity tolerance, on the other windows of its chunk, so it can differ
+    from daily scoring in the third decimal; `reference` reproduces it exactly.
+    """
     logger = get_run_logger()
     settings = get_settings()
     source = source or settings.source
@@ -61,6 +73,8 @@ def backfill(
     model_path = str(resolve_model(model or settings.model, settings))
     info = describe_model(model_path)
     version = info["model_version"]
+    batch_size = batch_size or settings.batch_size
+    chosen = prepare_engine_task(model_path, engine or settings.engine, batch_size)
     run_id = str(flow_run.id) if flow_run.id else None
     workdir = str(run_dir(settings.home, run_id))
     root = settings.predictions_dir
@@ -80,6 +94,7 @@ def backfill(
             "source": source,
             "model": model_path,
             "overwrite": overwrite,
+            "engine": chosen["engine"],
         },
         "started_at": datetime.now(UTC),
         "status": "running",
@@ -117,7 +132,8 @@ def backfill(
                 features,
                 valid["path"],
                 model_path,
-                batch_size or settings.batch_size,
+                chosen["engine"],
+                batch_size,
                 run_id,
             )
             for chunk in batch_chunks
@@ -137,6 +153,8 @@ def backfill(
         "source": source,
         "model_version": version,
         "model_sha256": info["model_sha256"],
+        "engine": chosen["engine"],
+        "engine_description": chosen["description"],
         "n_universe": len(requested),
         "n_sessions": len(sessions),
         "n_chunks": len(chunks),

@@ -18,7 +18,7 @@ from prefect.runtime import flow_run
 from prefect.states import Completed
 
 from flows.runners import SelectedTaskRunner
-from stocktrend.config import get_settings
+from stocktrend.config import EngineName, get_settings
 from stocktrend.models import resolve_model
 from stocktrend.scoring import (
     history_start,
@@ -31,6 +31,7 @@ from tasks.artifacts import publish_artifacts
 from tasks.scoring import (
     build_windows_task,
     load_prices_task,
+    prepare_engine_task,
     record_run_task,
     resolve_session,
     score_task,
@@ -55,8 +56,13 @@ def daily_scoring(
     source: str | None = None,
     model: str | None = None,
     batch_size: int | None = None,
+    engine: EngineName | None = None,
 ) -> dict[str, Any]:
-    """Score `as_of` (default: last session completed at the scheduled time) for `universe`."""
+    """Score `as_of` (default: last session completed at the scheduled time) for `universe`.
+
+    `engine` (default `STOCKTREND_ENGINE`, itself `reference`) picks the inference
+    engine; `auto` uses the fastest one that passes parity on the worker's CPU.
+    """
     logger = get_run_logger()
     settings = get_settings()
     source = source or settings.source
@@ -69,12 +75,19 @@ def daily_scoring(
     requested = parse_universe(universe, DEFAULT_UNIVERSE)
     tickers, malformed = split_valid_tickers(requested)
     model_path = str(resolve_model(model or settings.model, settings))
+    batch_size = batch_size or settings.batch_size
     run_id = str(flow_run.id) if flow_run.id else None
     workdir = str(run_dir(settings.home, run_id))
     run = {
         "flow_run_id": run_id or workdir.rsplit("/", 1)[-1],
         "flow_name": "daily-scoring",
-        "parameters": {"as_of": day, "universe": requested, "source": source, "model": model_path},
+        "parameters": {
+            "as_of": day,
+            "universe": requested,
+            "source": source,
+            "model": model_path,
+            "engine": engine or settings.engine,
+        },
         "started_at": datetime.now(UTC),
         "status": "running",
     }
@@ -88,7 +101,9 @@ def daily_scoring(
     windows = build_windows_task(
         valid["path"], [day], tickers, settings.benchmark, settings.seq_len, workdir
     )
-    scored = score_task(windows, model_path, batch_size or settings.batch_size, run_id, workdir)
+    chosen = prepare_engine_task(model_path, engine or settings.engine, batch_size)
+    run["parameters"]["engine"] = chosen["engine"]
+    scored = score_task(windows, model_path, chosen["engine"], batch_size, run_id, workdir)
     version = scored["model_version"]
     sql = write_sql_task.submit(scored["path"], "replace_day", day, version)
     parquet = write_parquet_task.submit(scored["path"], "replace_day", day, version)
@@ -103,6 +118,8 @@ def daily_scoring(
         "source": source,
         "model_version": version,
         "model_sha256": scored["model_sha256"],
+        "engine": chosen["engine"],
+        "engine_description": chosen["description"],
         "n_universe": len(requested),
         "n_scored": scored["n"],
         "skipped": skipped,

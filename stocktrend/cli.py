@@ -352,12 +352,17 @@ def score(
     ] = None,
     source: Annotated[str | None, typer.Option(help="sample | file:PATH | yfinance")] = None,
     model: Annotated[str | None, typer.Option(help="Checkpoint path (or an alias)")] = None,
+    engine: EngineOption = None,
 ) -> None:
     """Run the daily-scoring flow for one session."""
     from flows.daily_scoring import daily_scoring
 
     summary = daily_scoring(
-        as_of=_check_date(as_of, "--as-of"), universe=universe, source=source, model=model
+        as_of=_check_date(as_of, "--as-of"),
+        universe=universe,
+        source=source,
+        model=model,
+        engine=_check_engine(engine),
     )
     if not isinstance(summary, dict):  # a non-session day ends Completed with a message
         console.print(getattr(summary, "message", str(summary)))
@@ -365,12 +370,37 @@ def score(
     _flow_summary_table(summary)
     console.print(
         f"scored {summary['n_scored']} tickers on {summary['session']} with "
-        f"{summary['model_version']}"
+        f"{summary['model_version']} ({summary['engine_description']})"
     )
     _print_predictions(as_of=summary["session"])
 
 
-def _backfill_bar(start: str, end: str, universe, source, model, overwrite: bool) -> dict:
+EngineOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Inference engine: reference | auto | bf16 | onnx | int8 | int8-conv | torch-int8 "
+        "(default: STOCKTREND_ENGINE, else reference)"
+    ),
+]
+
+
+def _check_engine(engine: str | None) -> str | None:
+    """Refuse an unknown engine before any flow starts (the flow would fail only at scoring)."""
+    from typing import get_args
+
+    from stocktrend.config import EngineName
+    from stocktrend.errors import ConfigError
+
+    if engine is not None and engine not in get_args(EngineName):
+        raise ConfigError(
+            f"unknown engine {engine!r}", hint=f"choose one of {', '.join(get_args(EngineName))}"
+        )
+    return engine
+
+
+def _backfill_bar(
+    start: str, end: str, universe, source, model, overwrite: bool, engine: str | None = None
+) -> dict:
     """Run the backfill flow in a worker thread; draw its progress from the chunk markers."""
     import threading
 
@@ -397,6 +427,7 @@ def _backfill_bar(start: str, end: str, universe, source, model, overwrite: bool
                 source=source,
                 model=model,
                 overwrite=overwrite,
+                engine=engine,
             )
         except BaseException as exc:
             outcome["error"] = exc
@@ -431,14 +462,18 @@ def backfill(
     source: Annotated[str | None, typer.Option(help="sample | file:PATH | yfinance")] = None,
     model: Annotated[str | None, typer.Option(help="Checkpoint path (or an alias)")] = None,
     overwrite: Annotated[bool, typer.Option(help="Redo chunks already written")] = False,
+    engine: EngineOption = None,
 ) -> None:
     """Run the backfill flow over a date range (resumable; skips chunks already written)."""
     start_day, end_day = _check_date(start, "--start"), _check_date(end, "--end")
-    summary = _backfill_bar(start_day, end_day, universe, source, model, overwrite)
+    summary = _backfill_bar(
+        start_day, end_day, universe, source, model, overwrite, _check_engine(engine)
+    )
     _flow_summary_table(summary)
     console.print(
         f"backfill {summary['period']}: {summary['n_scored']} predictions written "
-        f"({summary['n_chunks_skipped']}/{summary['n_chunks']} chunks were already done)"
+        f"({summary['n_chunks_skipped']}/{summary['n_chunks']} chunks were already done; "
+        f"{summary['engine_description']})"
     )
 
 
@@ -485,6 +520,7 @@ def run(
     source: Annotated[str | None, typer.Option(help="sample | file:PATH | yfinance")] = None,
     sessions: Annotated[int, typer.Option(help="Sessions to backfill")] = 60,
     universe: Annotated[str | None, typer.Option(help="Comma-separated tickers")] = None,
+    engine: EngineOption = None,
 ) -> None:
     """The main job: backfill the last N sessions of the source, score the last one, show it."""
     from flows.daily_scoring import daily_scoring
@@ -496,12 +532,15 @@ def run(
     last = load_prices(settings.source, [settings.benchmark])["date"].max()
     first = calendar.session_offset(last, -(sessions - 1))
     console.rule(f"backfill {first.date()}..{last.date()} ({sessions} sessions)")
+    engine = _check_engine(engine)
     summary = _backfill_bar(
-        str(first.date()), str(last.date()), universe, settings.source, None, False
+        str(first.date()), str(last.date()), universe, settings.source, None, False, engine
     )
     console.print(f"backfill: {summary['n_scored']} predictions ({summary['period']})")
     console.rule(f"daily-scoring {last.date()}")
-    daily = daily_scoring(as_of=str(last.date()), universe=universe, source=settings.source)
+    daily = daily_scoring(
+        as_of=str(last.date()), universe=universe, source=settings.source, engine=engine
+    )
     _flow_summary_table(daily)
     _print_predictions(as_of=daily["session"])
     db = settings.resolved_database_url

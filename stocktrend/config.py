@@ -8,9 +8,14 @@ Nothing here runs at import time: call :func:`get_settings` (or build
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EngineName = Literal["reference", "auto", "bf16", "onnx", "int8", "int8-conv", "torch-int8"]
+"""Inference engines (see :mod:`stocktrend.inference`); spelled out here so reading the
+settings never imports torch. A test checks it against ``inference.ENGINE_NAMES``."""
 
 
 def _default_home() -> Path:
@@ -43,7 +48,29 @@ class Settings(BaseSettings):
         default="pretrained_models/best_model_v2.0.ckpt",
         description="Checkpoint path, or 'champion' once the model registry holds one.",
     )
-    batch_size: int = Field(default=256, ge=1, description="Windows per forward pass when scoring.")
+    batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="Windows per forward pass when scoring; default: the engine's measured best.",
+    )
+    engine: EngineName = Field(
+        default="reference",
+        description=(
+            "Inference engine for scoring. 'reference' (float32, bit-exact and independent of "
+            "batching) is the default; 'auto' picks the fastest engine that passes parity here."
+        ),
+    )
+    engine_threads: int | None = Field(
+        default=None, ge=1, description="CPU threads of the ONNX Runtime engines; default: all."
+    )
+    engine_cache_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Where ONNX/int8 exports and auto's choice are cached (per checkpoint sha256); "
+            "default `home`/cache/engines. Point workers at one shared, prebuilt cache to skip "
+            "the first-use export."
+        ),
+    )
     yfinance_batch_size: int = Field(default=100, ge=1, le=500)
     yfinance_max_retries: int = Field(default=4, ge=0)
 
@@ -62,6 +89,14 @@ class Settings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         return self.home / "cache"
+
+    @property
+    def engines_dir(self) -> Path:
+        return (
+            Path(self.engine_cache_dir).expanduser()
+            if self.engine_cache_dir
+            else (self.cache_dir / "engines")
+        )
 
     @property
     def predictions_dir(self) -> Path:

@@ -111,6 +111,7 @@ __all__ = [
     "check_parity",
     "cpu_description",
     "engine_from_onnx",
+    "engine_summary",
     "export_onnx",
     "load_engine",
     "parity_figures",
@@ -361,7 +362,7 @@ class EngineOptions:
             return Path(self.cache_dir)
         from stocktrend.config import get_settings
 
-        return get_settings().cache_dir / "engines"
+        return get_settings().engines_dir
 
 
 class Engine:
@@ -1217,6 +1218,55 @@ def _auto_engine(
     logger.info("engine auto -> %s (measured; %s)", chosen.name, _brief(selection))
     chosen.details["selection"] = selection.to_dict()
     return chosen
+
+
+def engine_summary(engine: Engine) -> dict[str, Any]:
+    """What a scoring run records about its engine: name, chunk size and, for ``auto``, why.
+
+    For an ``auto`` choice the chosen engine's parity figures come from the
+    selection (measured now, or read back from the cached record), so a run's
+    summary says how far its probabilities may sit from the float32 reference.
+    """
+    selection = engine.details.get("selection")
+    summary: dict[str, Any] = {
+        "engine": engine.name,
+        "batch_size": engine.batch_size,
+        "chosen_by": "auto" if selection else "configuration",
+    }
+    reports = (selection or {}).get("reports")
+    if selection and selection.get("cached"):
+        reports = _recorded_reports(Path(selection["record"]))
+    chosen = next((r for r in reports or () if r.get("engine") == engine.name), None)
+    if chosen is not None:
+        summary["parity"] = {
+            key: chosen[key] for key in ("argmax_agreement", "max_abs_diff", "windows_per_s")
+        }
+    summary["description"] = _describe(summary)
+    return summary
+
+
+def _recorded_reports(record: Path) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    reports = data.get("reports") if isinstance(data, dict) else None
+    return [r for r in reports if isinstance(r, dict)] if isinstance(reports, list) else []
+
+
+def _describe(summary: Mapping[str, Any]) -> str:
+    text = f"{summary['engine']}, chunks of {summary['batch_size']}"
+    if summary["chosen_by"] == "auto":
+        text += ", chosen by auto"
+    parity = summary.get("parity")
+    if parity and summary["engine"] != "reference":
+        text += (
+            f" (parity vs float32: argmax agreement {parity['argmax_agreement']:.2%}, "
+            f"max |dP(up)| {parity['max_abs_diff']:.4f})"
+        )
+    elif summary["engine"] == "reference":
+        text += " (float32 reference)"
+    return text
 
 
 def _default_parity_windows(bundle: ModelBundle) -> np.ndarray | None:

@@ -17,6 +17,7 @@ def run_summary_markdown(summary: dict[str, Any]) -> str:
         f"- model: `{summary.get('model_version')}` "
         f"(sha256 `{str(summary.get('model_sha256'))[:16]}…`)",
         f"- source: `{summary.get('source')}`; universe: {summary.get('n_universe')} tickers",
+        f"- engine: {summary.get('engine_description') or summary.get('engine') or 'reference'}",
         f"- scored: **{summary.get('n_scored', 0)}** predictions; "
         f"skipped: {len(summary.get('skipped', {}))} tickers; "
         f"failed: {len(summary.get('failed', {}))} tickers",

@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,12 @@ from stocktrend.checkpoint import ModelBundle, predict_proba
 from stocktrend.errors import DataSourceError
 from stocktrend.features import WARMUP_SESSIONS, build_features
 from stocktrend.windows import make_windows
+
+if TYPE_CHECKING:  # the engines pull in ONNX Runtime; scoring only needs their interface
+    from stocktrend.inference import Engine
+
+DEFAULT_BATCH_SIZE = 256
+"""Windows per forward pass of the reference path when none is configured."""
 
 LOOKBACK_SESSIONS = 600
 """Sessions of history loaded before the first scored session."""
@@ -172,17 +179,42 @@ def score_windows(
     X: np.ndarray,
     index: pd.DataFrame,
     *,
-    batch_size: int = 256,
+    engine: Engine | None = None,
+    batch_size: int | None = None,
     flow_run_id: str | None = None,
     created_at: datetime | None = None,
 ) -> pd.DataFrame:
-    """Prediction records for windows (the bundle applies its own scaler)."""
-    p_up = (
-        predict_proba(bundle, X, batch_size=batch_size)[:, 1]
-        if len(X)
-        else np.empty(0, dtype=np.float32)
-    )
+    """Prediction records for raw windows (the bundle's scaler is applied, never refitted).
+
+    ``engine`` (from :func:`stocktrend.inference.load_engine`) computes the
+    probabilities when given; it must serve this very checkpoint. Without one the
+    float32 reference does, ``batch_size`` windows per forward pass, and its
+    results do not depend on how windows are batched (the int8 engines' do, by
+    less than their parity tolerance: see :mod:`stocktrend.inference`).
+    """
+    if len(X) == 0:
+        p_up = np.empty(0, dtype=np.float32)
+    elif engine is None:
+        p_up = predict_proba(bundle, X, batch_size=batch_size or DEFAULT_BATCH_SIZE)[:, 1]
+    else:
+        _check_engine_serves(engine, bundle)
+        p_up = engine.predict_proba(X)[:, 1]
     return prediction_frame(index, p_up, bundle, flow_run_id=flow_run_id, created_at=created_at)
+
+
+def _check_engine_serves(engine: Engine, bundle: ModelBundle) -> None:
+    """Refuse to label one checkpoint's rows with the scores of another."""
+    served = engine.bundle
+    if served is bundle:
+        return
+    if (served.sha256 or "") != (bundle.sha256 or "") or served.model_version != (
+        bundle.model_version
+    ):
+        raise ValueError(
+            f"engine {engine.name} serves model {served.model_version} "
+            f"({(served.sha256 or '?')[:12]}), not {bundle.model_version} "
+            f"({(bundle.sha256 or '?')[:12]})"
+        )
 
 
 def score_sessions(
@@ -192,7 +224,8 @@ def score_sessions(
     tickers: list[str],
     *,
     benchmark: str,
-    batch_size: int = 256,
+    engine: Engine | None = None,
+    batch_size: int | None = None,
     flow_run_id: str | None = None,
     created_at: datetime | None = None,
 ) -> ScoreResult:
@@ -201,7 +234,13 @@ def score_sessions(
         prices, sessions, tickers, benchmark=benchmark, seq_len=bundle.sequence_length
     )
     frame = score_windows(
-        bundle, X, index, batch_size=batch_size, flow_run_id=flow_run_id, created_at=created_at
+        bundle,
+        X,
+        index,
+        engine=engine,
+        batch_size=batch_size,
+        flow_run_id=flow_run_id,
+        created_at=created_at,
     )
     return ScoreResult(predictions=frame, skipped=skipped)
 

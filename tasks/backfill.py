@@ -15,6 +15,7 @@ from stocktrend.features import build_features
 from stocktrend.scoring import score_windows, windows_for_sessions
 from stocktrend.sinks import write_both
 from stocktrend.workdir import load_frame, save_frame
+from tasks.scoring import open_engine
 
 
 @task(name="describe-model")
@@ -41,7 +42,8 @@ def score_chunk_task(
     features_path: str,
     prices_path: str,
     model_path: str,
-    batch_size: int,
+    engine: str,
+    batch_size: int | None,
     flow_run_id: str | None,
 ) -> dict[str, Any]:
     """Windows, scores and both sinks for one chunk; its marker is written last."""
@@ -55,7 +57,8 @@ def score_chunk_task(
         list(chunk.tickers),
         seq_len=bundle.sequence_length,
     )
-    predictions = score_windows(bundle, X, index, batch_size=batch_size, flow_run_id=flow_run_id)
+    with open_engine(bundle, engine, batch_size) as scorer:
+        predictions = score_windows(bundle, X, index, engine=scorer, flow_run_id=flow_run_id)
     write_both(predictions, settings, mode="upsert")
     summary = {"n_scored": len(predictions), "skipped": skipped}
     mark_done(settings.predictions_dir, bundle.model_version, chunk, summary)

@@ -21,6 +21,7 @@ from stocktrend.checkpoint import load_checkpoint
 from stocktrend.config import get_settings
 from stocktrend.data import load_prices_with_report
 from stocktrend.errors import SourceUnavailableError, StorageError
+from stocktrend.inference import engine_summary, load_engine
 from stocktrend.scoring import build_scoring_windows, score_windows
 from stocktrend.storage import PredictionStore, RunRecord, parquet_store
 from stocktrend.validation import validate_prices
@@ -117,28 +118,58 @@ def build_windows_task(
     }
 
 
+@task(name="prepare-engine")
+def prepare_engine_task(model_path: str, engine: str, batch_size: int | None) -> dict[str, Any]:
+    """Settle the engine once per run, before any scoring task starts.
+
+    ``auto`` measures every engine the first time it meets a checkpoint on a
+    machine (then reuses the cached choice), and the ONNX engines export and
+    quantise the checkpoint on first use; doing both here means parallel
+    scoring tasks never race to measure or export. Returns the concrete engine
+    name the scoring tasks then load, with the figures behind the choice.
+    """
+    with open_engine(load_checkpoint(model_path), engine, batch_size) as chosen:
+        summary = engine_summary(chosen)
+    get_run_logger().info(f"engine {engine} -> {summary['engine']}: {summary['description']}")
+    return summary
+
+
+def open_engine(bundle, engine: str, batch_size: int | None):
+    settings = get_settings()
+    return load_engine(
+        bundle,
+        engine,
+        batch_size=batch_size,
+        threads=settings.engine_threads,
+        cache_dir=settings.engines_dir,
+    )
+
+
 @task(name="score-windows")
 def score_task(
     windows: dict[str, Any],
     model_path: str,
-    batch_size: int,
+    engine: str,
+    batch_size: int | None,
     flow_run_id: str | None,
     workdir: str,
     tag: str = "",
 ) -> dict[str, Any]:
     bundle = load_checkpoint(model_path)
-    predictions = score_windows(
-        bundle,
-        load_array(windows["X"]),
-        load_frame(windows["index"]),
-        batch_size=batch_size,
-        flow_run_id=flow_run_id,
-    )
+    with open_engine(bundle, engine, batch_size) as scorer:
+        predictions = score_windows(
+            bundle,
+            load_array(windows["X"]),
+            load_frame(windows["index"]),
+            engine=scorer,
+            flow_run_id=flow_run_id,
+        )
     return {
         "path": save_frame(predictions, Path(workdir) / f"predictions{tag}.parquet"),
         "n": len(predictions),
         "model_version": bundle.model_version,
         "model_sha256": bundle.sha256,
+        "engine": scorer.name,
     }
 
 
