@@ -138,6 +138,7 @@ def serve(
     startup_timeout: Annotated[float, typer.Option(help="Seconds to wait for the server")] = 120,
 ) -> None:
     """Start a local Prefect server on 127.0.0.1, register the deployments and serve them."""
+    stop_hint = _stop_hint()
     api_url = f"http://{HOST}:{port}/api"
     ui_url = f"http://{HOST}:{port}"
     log_path = get_settings().home / "logs" / "prefect-server.log"
@@ -173,7 +174,7 @@ def serve(
                 f"In another shell: export PREFECT_API_URL={api_url}\n"
                 "  prefect deployment run backfill/backfill "
                 "--param start=2013-01-02 --param end=2013-03-01\n"
-                "Ctrl-C stops serving (schedules are paused) and the server started here.",
+                f"{stop_hint} stops serving (schedules are paused) and the server started here.",
                 markup=False,
             )
             served.serve(*deployments, print_starting_message=False)
@@ -181,6 +182,25 @@ def serve(
         if server is not None:
             console.print("stopping the Prefect server")
             stop_server(server)
+
+
+def _stop_hint() -> str:
+    """How this process can be stopped, given the SIGINT disposition it inherited.
+
+    A shell without job control (``cmd &`` in a script, ``nohup``, many CI
+    runners) starts background commands with SIGINT ignored, and Python then
+    leaves it ignored, so Ctrl-C cannot reach us. That is the caller's choice
+    and is respected; SIGTERM (``kill PID``, what systemd and docker send)
+    always stops serving cleanly.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        console.print(
+            "[yellow]note:[/] this process was started with Ctrl-C (SIGINT) ignored, as "
+            f"background jobs are; stop it with `kill {os.getpid()}` (SIGTERM)",
+            soft_wrap=True,
+        )
+        return f"`kill {os.getpid()}`"
+    return "Ctrl-C (or SIGTERM)"
 
 
 def register(app: typer.Typer) -> None:
