@@ -5,7 +5,9 @@ read its stored predictions, join them with the realised outcomes of the
 prices (only predictions whose horizon has passed by ``as_of`` count), compare
 the trailing window with the checkpoint's reference figures, compute PSI per
 feature on the latest sessions, and decide (rules: :mod:`stocktrend.drift`).
-Writes one row to the SQL ``evaluations`` table and one Parquet file under
+Writes the realised outcome of every resolved prediction to the SQL
+``outcomes`` table (for analysts' hit-rate queries), one row to the SQL
+``evaluations`` table and one Parquet file under
 ``$STOCKTREND_HOME/evaluations/``, and publishes artifacts: ``drift-verdict``
 (markdown with the numbers and the rule that fired), ``drift-psi`` (table),
 ``drift-plot-*`` image artifacts (PNG as base64 data URLs: accuracy over time
@@ -65,6 +67,7 @@ from tasks.drift import (
     new_evaluation_id,
     publish_drift_artifacts,
     record_evaluation_task,
+    record_outcomes_task,
 )
 from tasks.scoring import load_prices_task, validate_task
 
@@ -122,6 +125,7 @@ def evaluate_drift(
         settings.benchmark,
         workdir,
     )
+    recorded = record_outcomes_task(predictions["path"], valid["path"], str(day.date()))
     evaluation_id = new_evaluation_id()
     record_evaluation_task(result, evaluation_id, run_id)
     publish_drift_artifacts(result)
@@ -139,6 +143,7 @@ def evaluate_drift(
         "rule": report["rule"],
         "n_resolved": report["metrics"].get("n", 0),
         "n_pending": report["n_pending"],
+        "n_outcomes_recorded": recorded["recorded"],
         "share_drifted": report["share_drifted"],
         "event_id": None,
         "fine_tune": None,

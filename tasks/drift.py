@@ -19,9 +19,10 @@ from prefect.events import emit_event
 
 from stocktrend.checkpoint import load_checkpoint
 from stocktrend.config import get_settings
-from stocktrend.drift import DriftConfig, ModelReference, build_report
+from stocktrend.drift import DriftConfig, ModelReference, build_report, resolve_outcomes
 from stocktrend.storage import PredictionStore
 from stocktrend.storage.evaluations import record_evaluation
+from stocktrend.storage.outcomes import outcome_rows, record_outcomes
 from stocktrend.workdir import load_frame, save_frame
 
 DRIFT_EVENT = "stocktrend.drift.detected"
@@ -123,6 +124,14 @@ def record_evaluation_task(
     row = evaluation_row(result, evaluation_id, flow_run_id)
     path = record_evaluation(row, get_settings())
     return {"evaluation_id": evaluation_id, "parquet": str(path)}
+
+
+@task(name="record-outcomes", retries=2, retry_delay_seconds=3)
+def record_outcomes_task(predictions_path: str, prices_path: str, as_of: str) -> dict[str, int]:
+    """Upsert the realised outcome of every prediction resolved by ``as_of`` (SQL `outcomes`)."""
+    resolved = resolve_outcomes(load_frame(predictions_path), load_frame(prices_path), as_of)
+    rows = outcome_rows(resolved)
+    return {"recorded": record_outcomes(rows, get_settings()), "pending": len(resolved) - len(rows)}
 
 
 def _data_url(path: str) -> str:

@@ -40,6 +40,7 @@ from stocktrend.pipeline import Periods, train_model
 from stocktrend.scoring import score_sessions
 from stocktrend.storage import PredictionStore
 from stocktrend.storage.evaluations import read_evaluations, read_parquet_evaluations
+from stocktrend.storage.outcomes import read_outcomes
 from stocktrend.training import TrainConfig
 from stocktrend.validation import validate_prices
 
@@ -122,6 +123,19 @@ def _seed_predictions(prices: pd.DataFrame, model_path: Path, first: str, last: 
     )
 
 
+def _check_outcomes(prices: pd.DataFrame, summary: dict[str, Any], n_expected: int) -> None:
+    """Every resolved prediction has its outcome row, computed from the closes h sessions apart."""
+    stored = read_outcomes(get_settings())
+    assert summary["n_outcomes_recorded"] == len(stored) == n_expected
+    close = prices.set_index(["date", "ticker"])["close"]
+    for row in stored.sample(20, random_state=0).itertuples():
+        later = calendar.session_offset(row.as_of_date, int(row.horizon))
+        assert row.resolve_date == later
+        start, end = close[(row.as_of_date, row.ticker)], close[(later, row.ticker)]
+        assert row.realised_return == pytest.approx(end / start - 1.0, rel=1e-12)
+        assert row.outcome == int(end > start)
+
+
 def _artifact_keys(*keys: str) -> set[str]:
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(
@@ -166,6 +180,7 @@ def test_calm_period_is_not_drift_and_starts_nothing(
     assert row["report"]["accuracy_test"]["rejected"] is False
     assert row["share_drifted"] < 0.8
     assert len(read_parquet_evaluations(get_settings())) == 1
+    _check_outcomes(prices, summary, n_expected=60 * len(TICKERS))
     assert [v.version for v in registry.list_versions(get_settings())] == ["v2.0", VERSION]
     keys = {"drift-verdict", "drift-psi", "drift-plot-psi", "drift-plots"}
     assert _artifact_keys(*keys) == keys

@@ -195,10 +195,29 @@ def _v3_evaluations(conn: Connection) -> None:
     metadata.create_all(conn, checkfirst=False)
 
 
+def _v4_outcomes(conn: Connection) -> None:
+    metadata = sa.MetaData()
+    sa.Table(
+        "outcomes",
+        metadata,
+        sa.Column("as_of_date", sa.Date(), primary_key=True),
+        sa.Column("ticker", sa.String(32), primary_key=True),
+        sa.Column("horizon", sa.Integer(), primary_key=True, autoincrement=False),
+        sa.Column("resolve_date", sa.Date(), nullable=False),
+        sa.Column("realised_return", sa.Float(precision=53), nullable=False),
+        sa.Column("outcome", sa.SmallInteger(), nullable=False),
+        sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+        sa.CheckConstraint("outcome IN (0, 1)", name="ck_outcomes_outcome"),
+        sa.Index("ix_outcomes_ticker_date", "ticker", "as_of_date"),
+    )
+    metadata.create_all(conn, checkfirst=False)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "predictions and runs", _v1_predictions_and_runs),
     Migration(2, "model registry", _v2_model_registry),
     Migration(3, "evaluations", _v3_evaluations),
+    Migration(4, "outcomes", _v4_outcomes),
 )
 """Every migration, oldest first; versions are 1, 2, 3, ... without gaps."""
 

@@ -47,6 +47,29 @@ ORDER BY as_of_date, model_version
 """
 """Every prediction made for one ticker, oldest first."""
 
+HIT_RATE_BY_TICKER = """
+SELECT p.model_version,
+       p.ticker,
+       COUNT(*) AS n_resolved,
+       AVG(CASE WHEN p.predicted_class = o.outcome THEN 1.0 ELSE 0.0 END) AS hit_rate,
+       AVG(o.outcome * 1.0) AS always_bullish_rate,
+       AVG(CASE WHEN p.predicted_class = o.outcome THEN 1.0 ELSE 0.0 END)
+           - AVG(o.outcome * 1.0) AS edge_vs_always_bullish,
+       MIN(p.as_of_date) AS first_day,
+       MAX(p.as_of_date) AS last_day
+FROM predictions AS p
+JOIN outcomes AS o
+  ON o.as_of_date = p.as_of_date AND o.ticker = p.ticker AND o.horizon = p.horizon
+GROUP BY p.model_version, p.ticker
+HAVING COUNT(*) >= :min_resolved
+ORDER BY p.model_version, hit_rate DESC, p.ticker
+"""
+"""Realised hit rate per model and ticker, next to the always-bullish baseline's.
+
+Only resolved predictions count (``outcomes`` holds a row once the horizon has
+passed); ``:min_resolved`` drops tickers with too few to mean anything.
+"""
+
 _DUCKDB_SOURCE = """read_parquet(
     $glob,
     hive_partitioning = true,

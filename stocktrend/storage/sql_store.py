@@ -527,3 +527,19 @@ evaluations = sa.Table(
 )
 
 EVALUATION_COLUMNS: tuple[str, ...] = tuple(column.name for column in evaluations.columns)
+
+# What happened after each (as_of_date, ticker) for a horizon: a fact about prices, shared by
+# every model that predicted it. Joined with `predictions` it gives hit rates (see queries.py).
+outcomes = sa.Table(
+    "outcomes",
+    metadata,
+    sa.Column("as_of_date", sa.Date(), primary_key=True),
+    sa.Column("ticker", sa.String(MAX_LENGTHS["ticker"]), primary_key=True),
+    sa.Column("horizon", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("resolve_date", sa.Date(), nullable=False),
+    sa.Column("realised_return", sa.Float(precision=53), nullable=False),
+    sa.Column("outcome", sa.SmallInteger(), nullable=False),
+    sa.Column("recorded_at", UTCDateTime(), nullable=False),
+)
+
+OUTCOME_COLUMNS: tuple[str, ...] = tuple(column.name for column in outcomes.columns)
