@@ -19,6 +19,7 @@ from prefect.futures import as_completed
 from prefect.runtime import flow_run
 
 from flows.daily_scoring import DEFAULT_UNIVERSE
+from flows.hooks import record_failure
 from flows.runners import SelectedTaskRunner
 from stocktrend import calendar
 from stocktrend.backfill import clear_marks, is_done, plan_chunks
@@ -42,7 +43,13 @@ from tasks.scoring import (
 )
 
 
-@flow(name="backfill", log_prints=True, task_runner=SelectedTaskRunner())
+@flow(
+    name="backfill",
+    log_prints=True,
+    task_runner=SelectedTaskRunner(),
+    on_failure=[record_failure],
+    on_crashed=[record_failure],
+)
 def backfill(
     start: str,
     end: str,
@@ -59,7 +66,7 @@ def backfill(
 
     `engine` (default `STOCKTREND_ENGINE`, itself `reference`) is settled once,
     before chunks fan out. With an int8 engine a window's P(up) depends, within
-    the parity tolerance, on the other windows of its chunk, so it can differ
+    the parity tolerance, on the windows it is batched with, so it can differ
     from daily scoring in the third decimal; `reference` reproduces it exactly.
     """
     logger = get_run_logger()
@@ -74,7 +81,6 @@ def backfill(
     info = describe_model(model_path)
     version = info["model_version"]
     batch_size = batch_size or settings.batch_size
-    chosen = prepare_engine_task(model_path, engine or settings.engine, batch_size)
     run_id = str(flow_run.id) if flow_run.id else None
     workdir = str(run_dir(settings.home, run_id))
     root = settings.predictions_dir
@@ -94,7 +100,7 @@ def backfill(
             "source": source,
             "model": model_path,
             "overwrite": overwrite,
-            "engine": chosen["engine"],
+            "engine": engine or settings.engine,
         },
         "started_at": datetime.now(UTC),
         "status": "running",
@@ -102,6 +108,8 @@ def backfill(
         "model_sha256": info["model_sha256"],
     }
     record_run_task(run)
+    chosen = prepare_engine_task(model_path, engine or settings.engine, batch_size)
+    run["parameters"]["engine"] = chosen["engine"]
     progress = start_progress("backfill-progress", f"{start}..{end}, {len(tickers)} tickers")
     set_progress(progress, (len(chunks) - len(pending)) / max(len(chunks), 1))
 

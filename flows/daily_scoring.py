@@ -17,6 +17,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Completed
 
+from flows.hooks import record_failure
 from flows.runners import SelectedTaskRunner
 from stocktrend.config import EngineName, get_settings
 from stocktrend.models import resolve_model
@@ -49,7 +50,13 @@ def _scheduled_time() -> datetime | None:
     return None if scheduled is None else datetime.fromisoformat(str(scheduled))
 
 
-@flow(name="daily-scoring", log_prints=True, task_runner=SelectedTaskRunner())
+@flow(
+    name="daily-scoring",
+    log_prints=True,
+    task_runner=SelectedTaskRunner(),
+    on_failure=[record_failure],
+    on_crashed=[record_failure],
+)
 def daily_scoring(
     as_of: str | None = None,
     universe: str | list[str] | None = None,
@@ -104,6 +111,8 @@ def daily_scoring(
     chosen = prepare_engine_task(model_path, engine or settings.engine, batch_size)
     run["parameters"]["engine"] = chosen["engine"]
     scored = score_task(windows, model_path, chosen["engine"], batch_size, run_id, workdir)
+    if scored["engine"] != chosen["engine"]:  # the run must report what actually scored
+        raise RuntimeError(f"scored with {scored['engine']}, prepared {chosen['engine']}")
     version = scored["model_version"]
     sql = write_sql_task.submit(scored["path"], "replace_day", day, version)
     parquet = write_parquet_task.submit(scored["path"], "replace_day", day, version)

@@ -528,11 +528,11 @@ def run(
     from stocktrend.data import load_prices
     from stocktrend.storage.queries import duckdb_glob
 
+    engine = _check_engine(engine)
     settings = _settings(source)
     last = load_prices(settings.source, [settings.benchmark])["date"].max()
     first = calendar.session_offset(last, -(sessions - 1))
     console.rule(f"backfill {first.date()}..{last.date()} ({sessions} sessions)")
-    engine = _check_engine(engine)
     summary = _backfill_bar(
         str(first.date()), str(last.date()), universe, settings.source, None, False, engine
     )

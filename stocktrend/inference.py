@@ -41,12 +41,13 @@ Parity (:func:`check_parity`) is measured against the reference on the bundled
 test windows with the checkpoint being served: argmax agreement >= 99.5%,
 max |P(up) difference| <= 0.02, and two runs bit-identical.
 
-Results are reproducible for the same input and ``batch_size``, including when
-streamed (:meth:`Engine.predict_proba_iter` re-chunks its input to the same
-boundaries as :meth:`Engine.predict_proba`). The int8 engines quantise
-activations per chunk, so a window's probabilities depend (far inside the
-parity tolerance) on the other windows of its chunk; the float engines do not
-depend on chunk mates beyond float rounding.
+Results are reproducible for the same input, ``batch_size`` and threads,
+including when streamed (:meth:`Engine.predict_proba_iter` re-chunks its input
+to the same boundaries as :meth:`Engine.predict_proba`). The int8 engines
+quantise activations per slice (each chunk is split into one slice per ONNX
+Runtime worker), so a window's probabilities depend (far inside the parity
+tolerance) on the other windows of its slice; the float engines do not depend
+on their neighbours beyond float rounding.
 
 Files: exports are cached per checkpoint sha256 under
 ``<cache_dir>/<sha256[:16]>/`` and ``auto``'s decision under
@@ -1232,6 +1233,7 @@ def engine_summary(engine: Engine) -> dict[str, Any]:
         "engine": engine.name,
         "batch_size": engine.batch_size,
         "chosen_by": "auto" if selection else "configuration",
+        "cached_choice": bool(selection and selection.get("cached")),
     }
     reports = (selection or {}).get("reports")
     if selection and selection.get("cached"):
@@ -1257,7 +1259,7 @@ def _recorded_reports(record: Path) -> list[dict[str, Any]]:
 def _describe(summary: Mapping[str, Any]) -> str:
     text = f"{summary['engine']}, chunks of {summary['batch_size']}"
     if summary["chosen_by"] == "auto":
-        text += ", chosen by auto"
+        text += ", chosen by auto" + (" (cached choice)" if summary["cached_choice"] else "")
     parity = summary.get("parity")
     if parity and summary["engine"] != "reference":
         text += (

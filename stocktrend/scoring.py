@@ -186,12 +186,16 @@ def score_windows(
 ) -> pd.DataFrame:
     """Prediction records for raw windows (the bundle's scaler is applied, never refitted).
 
-    ``engine`` (from :func:`stocktrend.inference.load_engine`) computes the
-    probabilities when given; it must serve this very checkpoint. Without one the
-    float32 reference does, ``batch_size`` windows per forward pass, and its
-    results do not depend on how windows are batched (the int8 engines' do, by
-    less than their parity tolerance: see :mod:`stocktrend.inference`).
+    ``engine`` (from :func:`stocktrend.inference.load_engine`, which also sets
+    its chunk size) computes the probabilities when given; it must serve this
+    very checkpoint. Without one the float32 reference does, ``batch_size``
+    windows per forward pass, and its results do not depend on how windows are
+    batched. The int8 engines' do, by less than their parity tolerance: they
+    quantise activations per slice (a chunk split across ONNX Runtime workers),
+    so chunk size and thread count both matter; see :mod:`stocktrend.inference`.
     """
+    if engine is not None and batch_size is not None:
+        raise ValueError("batch_size belongs to the engine: pass it to load_engine instead")
     if len(X) == 0:
         p_up = np.empty(0, dtype=np.float32)
     elif engine is None:

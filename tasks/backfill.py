@@ -15,7 +15,7 @@ from stocktrend.features import build_features
 from stocktrend.scoring import score_windows, windows_for_sessions
 from stocktrend.sinks import write_both
 from stocktrend.workdir import load_frame, save_frame
-from tasks.scoring import open_engine
+from tasks.engines import shared_engine
 
 
 @task(name="describe-model")
@@ -48,7 +48,7 @@ def score_chunk_task(
 ) -> dict[str, Any]:
     """Windows, scores and both sinks for one chunk; its marker is written last."""
     settings = get_settings()
-    bundle = load_checkpoint(model_path)
+    bundle, scorer = shared_engine(model_path, engine, batch_size)
     features = load_frame(features_path).set_index(["date", "ticker"])
     X, index, skipped = windows_for_sessions(
         features,
@@ -57,8 +57,7 @@ def score_chunk_task(
         list(chunk.tickers),
         seq_len=bundle.sequence_length,
     )
-    with open_engine(bundle, engine, batch_size) as scorer:
-        predictions = score_windows(bundle, X, index, engine=scorer, flow_run_id=flow_run_id)
+    predictions = score_windows(bundle, X, index, engine=scorer, flow_run_id=flow_run_id)
     write_both(predictions, settings, mode="upsert")
     summary = {"n_scored": len(predictions), "skipped": skipped}
     mark_done(settings.predictions_dir, bundle.model_version, chunk, summary)

@@ -21,11 +21,12 @@ from stocktrend.checkpoint import load_checkpoint
 from stocktrend.config import get_settings
 from stocktrend.data import load_prices_with_report
 from stocktrend.errors import SourceUnavailableError, StorageError
-from stocktrend.inference import engine_summary, load_engine
+from stocktrend.inference import engine_summary
 from stocktrend.scoring import build_scoring_windows, score_windows
 from stocktrend.storage import PredictionStore, RunRecord, parquet_store
 from stocktrend.validation import validate_prices
 from stocktrend.workdir import load_array, load_frame, save_array, save_frame
+from tasks.engines import open_engine, shared_engine
 
 
 def _retry_on(*kinds: type[BaseException]):
@@ -134,17 +135,6 @@ def prepare_engine_task(model_path: str, engine: str, batch_size: int | None) ->
     return summary
 
 
-def open_engine(bundle, engine: str, batch_size: int | None):
-    settings = get_settings()
-    return load_engine(
-        bundle,
-        engine,
-        batch_size=batch_size,
-        threads=settings.engine_threads,
-        cache_dir=settings.engines_dir,
-    )
-
-
 @task(name="score-windows")
 def score_task(
     windows: dict[str, Any],
@@ -155,15 +145,14 @@ def score_task(
     workdir: str,
     tag: str = "",
 ) -> dict[str, Any]:
-    bundle = load_checkpoint(model_path)
-    with open_engine(bundle, engine, batch_size) as scorer:
-        predictions = score_windows(
-            bundle,
-            load_array(windows["X"]),
-            load_frame(windows["index"]),
-            engine=scorer,
-            flow_run_id=flow_run_id,
-        )
+    bundle, scorer = shared_engine(model_path, engine, batch_size)
+    predictions = score_windows(
+        bundle,
+        load_array(windows["X"]),
+        load_frame(windows["index"]),
+        engine=scorer,
+        flow_run_id=flow_run_id,
+    )
     return {
         "path": save_frame(predictions, Path(workdir) / f"predictions{tag}.parquet"),
         "n": len(predictions),

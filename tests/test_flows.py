@@ -107,6 +107,9 @@ def test_source_down_fails_clearly_and_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(DataSourceError, match=r"does not exist|not found|no such"):
         daily_scoring(as_of="2013-03-01", source=f"file:{tmp_path / 'missing'}")
     assert _store().count() == 0
+    [run] = _store().read_runs()
+    assert run.status == "failed" and run.finished_at is not None
+    assert "does not exist" in run.message or "not found" in run.message
 
 
 def test_transient_source_errors_are_retried(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -178,29 +181,29 @@ def test_kill_9_mid_backfill_then_rerun_completes(tmp_path: Path) -> None:
         exe,
         "backfill",
         "--start",
-        "2012-07-01",
+        "2010-01-01",
         "--end",
         "2012-12-31",
         "--universe",
-        "AAPL,MSFT",
+        "AAPL,GOOG,IBM,MSFT",
     ]
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     deadline = time.monotonic() + 180
     while not _markers(home) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
+        time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     done_before = len(_markers(home))
-    assert 1 <= done_before < 6, "the kill should land mid-backfill"
+    assert 1 <= done_before < 36, "the kill should land mid-backfill (36 monthly chunks)"
 
     finished = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-2000:]
-    assert len(_markers(home)) == 6
+    assert len(_markers(home)) == 36
     store = PredictionStore(f"sqlite:///{home / 'stocktrend.db'}")
     rows = store.read_predictions()
-    expected = 2 * len(calendar.sessions("2012-07-01", "2012-12-31"))  # Sandy closures too
+    expected = 4 * len(calendar.sessions("2010-01-01", "2012-12-31"))  # Sandy closures too
     assert len(rows) == expected
     assert not rows.duplicated(["as_of_date", "ticker", "model_version"]).any()
     lake = parquet_store.read_predictions(home / "predictions")

@@ -287,6 +287,14 @@ class PredictionStore(AbstractContextManager["PredictionStore"]):
         with self._reading("read runs") as conn:
             return _get_run(conn, flow_run_id)
 
+    def read_runs(self, limit: int | None = None) -> list[RunRecord]:
+        """Recorded runs, newest first."""
+        query = sa.select(runs).order_by(runs.c.started_at.desc(), runs.c.flow_run_id)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._reading("read runs") as conn:
+            return [RunRecord(**dict(row)) for row in conn.execute(query).mappings()]
+
     def read_predictions(
         self,
         ticker: str | Sequence[str] | None = None,
