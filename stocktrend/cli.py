@@ -591,7 +591,8 @@ def drift(
     console.print(
         f"{summary['model_version']} as of {summary['as_of']}: [bold]{summary['decision']}[/] "
         f"({escape(str(summary['rule']))}); {summary['n_resolved']} resolved predictions, "
-        f"{summary['n_pending']} pending"
+        f"{summary['n_pending']} pending; {summary['n_outcomes_recorded']} outcomes recorded "
+        "in the `outcomes` table (hit rates: README, Querying predictions)"
     )
     if summary.get("fine_tune"):
         outcome = summary["fine_tune"]
