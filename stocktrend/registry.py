@@ -61,14 +61,13 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from stocktrend.checkpoint import METADATA_FILENAME, file_sha256, load_checkpoint
 from stocktrend.config import Settings
 from stocktrend.errors import StocktrendError
-from stocktrend.storage.engine import make_engine, parse_url, storage_errors, writer
-from stocktrend.storage.migrations import migrate
+from stocktrend.storage.engine import upsert_insert
+from stocktrend.storage.migrations import migrated_connection
 from stocktrend.storage.sql_store import (
     MODEL_STATUSES,
     model_alias_events,
@@ -162,23 +161,9 @@ class AliasChange:
 # --------------------------------------------------------------------------- database
 
 
-@contextmanager
-def _connect(settings: Settings, action: str, *, write: bool) -> Iterator[Connection]:
+def _connect(settings: Settings, action: str, *, write: bool):
     """A migrated connection in one transaction (SQLite: write lock first when writing)."""
-    url = parse_url(settings.resolved_database_url)
-    engine = make_engine(url)
-    try:
-        with storage_errors(url, action):
-            migrate(engine)
-            with (writer(engine) if write else engine).begin() as conn:
-                yield conn
-    finally:
-        engine.dispose()
-
-
-def _insert(conn: Connection, table: sa.Table) -> Any:
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    return dialect_insert(table)
+    return migrated_connection(settings.resolved_database_url, action, write=write)
 
 
 def _now() -> datetime:
@@ -474,7 +459,7 @@ def _install_and_record(entry: _Registration, settings: Settings) -> ModelVersio
         "decision": entry.decision,
     }
     with _connect(settings, "register a model version", write=True) as conn:
-        conn.execute(_insert(conn, model_versions).values(row).on_conflict_do_nothing())
+        conn.execute(upsert_insert(conn, model_versions).values(row).on_conflict_do_nothing())
         return _require(conn, entry.version, settings.home)
 
 
@@ -512,7 +497,7 @@ def ensure_initial_champion(settings: Settings) -> None:
     now = _now()
     with _connect(settings, "set the first champion", write=True) as conn:
         inserted = conn.execute(
-            _insert(conn, model_aliases)
+            upsert_insert(conn, model_aliases)
             .values(alias=CHAMPION, version=entry.version, previous_version=None, updated_at=now)
             .on_conflict_do_nothing()
             .returning(model_aliases.c.alias)  # rowcount is not reliable here on psycopg
@@ -684,7 +669,7 @@ def _move_alias(conn: Connection, alias: str, version: str, expected: str | None
     now = _now()
     if expected is None:
         conn.execute(
-            _insert(conn, model_aliases).values(
+            upsert_insert(conn, model_aliases).values(
                 alias=alias, version=version, previous_version=None, updated_at=now
             )
         )

@@ -161,3 +161,15 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 def _sqlite_begin(conn: Connection) -> None:
     immediate = conn.get_execution_options().get(WRITE_OPTION, False)
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def upsert_insert(conn: Connection, table: sa.Table) -> Any:
+    """The dialect's own INSERT for ``table``: the one that has ``on_conflict_do_update``.
+
+    SQLite and PostgreSQL both support ``INSERT ... ON CONFLICT``, but SQLAlchemy
+    exposes it only on the dialect-specific constructs.
+    """
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)

@@ -20,11 +20,10 @@ from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from stocktrend.config import Settings
-from stocktrend.storage.engine import make_engine, parse_url, storage_errors, writer
-from stocktrend.storage.migrations import migrate
+from stocktrend.storage.engine import upsert_insert
+from stocktrend.storage.migrations import migrated_connection
 from stocktrend.storage.sql_store import EVALUATION_COLUMNS, evaluations
 
 __all__ = ["evaluations_dir", "read_evaluations", "read_parquet_evaluations", "record_evaluation"]
@@ -50,21 +49,15 @@ def _checked(row: dict[str, Any]) -> dict[str, Any]:
 def record_evaluation(row: dict[str, Any], settings: Settings) -> Path:
     """Upsert the row in SQL, then write its Parquet file; returns the file's path."""
     clean = _checked(row)
-    url = parse_url(settings.resolved_database_url)
-    engine = make_engine(url)
-    try:
-        with storage_errors(url, "record the evaluation"):
-            migrate(engine)
-            with writer(engine).begin() as conn:
-                insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-                stmt = insert(evaluations).values(clean)
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=["evaluation_id"],
-                    set_={n: stmt.excluded[n] for n in EVALUATION_COLUMNS if n != "evaluation_id"},
-                )
-                conn.execute(stmt)
-    finally:
-        engine.dispose()
+    with migrated_connection(
+        settings.resolved_database_url, "record the evaluation", write=True
+    ) as conn:
+        stmt = upsert_insert(conn, evaluations).values(clean)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["evaluation_id"],
+            set_={n: stmt.excluded[n] for n in EVALUATION_COLUMNS if n != "evaluation_id"},
+        )
+        conn.execute(stmt)
     return _write_parquet(clean, evaluations_dir(settings))
 
 
@@ -89,20 +82,12 @@ def _write_parquet(row: dict[str, Any], directory: Path) -> Path:
 
 def read_evaluations(settings: Settings, model_version: str | None = None) -> pd.DataFrame:
     """Stored evaluations from SQL, oldest first (``report`` as a dict)."""
-    url = parse_url(settings.resolved_database_url)
-    engine = make_engine(url)
-    try:
-        with storage_errors(url, "read evaluations"):
-            migrate(engine)
-            query = sa.select(evaluations).order_by(
-                evaluations.c.evaluated_at, evaluations.c.evaluation_id
-            )
-            if model_version is not None:
-                query = query.where(evaluations.c.model_version == model_version)
-            with engine.connect() as conn:
-                rows = conn.execute(query).mappings().all()
-    finally:
-        engine.dispose()
+    query = sa.select(evaluations).order_by(evaluations.c.evaluated_at, evaluations.c.evaluation_id)
+    if model_version is not None:
+        query = query.where(evaluations.c.model_version == model_version)
+    url = settings.resolved_database_url
+    with migrated_connection(url, "read evaluations", write=False) as conn:
+        rows = conn.execute(query).mappings().all()
     return pd.DataFrame([dict(r) for r in rows], columns=list(EVALUATION_COLUMNS))
 
 

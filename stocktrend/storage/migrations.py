@@ -30,7 +30,8 @@ test suite checks the two agree. Never edit or reorder a released migration.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -38,7 +39,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from stocktrend.errors import StorageError
-from stocktrend.storage.engine import has_sqlite_hooks, writer
+from stocktrend.storage.engine import (
+    has_sqlite_hooks,
+    make_engine,
+    parse_url,
+    storage_errors,
+    writer,
+)
 
 MIGRATION_LOCK_KEY = 0x5354_4D49_4752_4154
 """PostgreSQL advisory lock key ("STMIGRAT"), held only while a migration transaction runs."""
@@ -301,3 +308,22 @@ def _apply_one(engine: Engine, migration: Migration) -> bool:
             )
         )
     return True
+
+
+@contextmanager
+def migrated_connection(database_url: str, action: str, *, write: bool) -> Iterator[Connection]:
+    """One transaction on an up-to-date schema; failures raise :class:`StorageError`.
+
+    For the small stores (registry, evaluations, outcomes) that open the database
+    per call. Writers take SQLite's write lock first (:func:`writer`), so two
+    writers queue instead of failing on a lock upgrade.
+    """
+    url = parse_url(database_url)
+    engine = make_engine(url)
+    try:
+        with storage_errors(url, action):
+            migrate(engine)
+            with (writer(engine) if write else engine).begin() as conn:
+                yield conn
+    finally:
+        engine.dispose()

@@ -19,11 +19,10 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from stocktrend.config import Settings
-from stocktrend.storage.engine import make_engine, parse_url, storage_errors, writer
-from stocktrend.storage.migrations import migrate
+from stocktrend.storage.engine import upsert_insert
+from stocktrend.storage.migrations import migrated_connection
 from stocktrend.storage.sql_store import CHUNK_ROWS, OUTCOME_COLUMNS, outcomes
 
 __all__ = ["OUTCOME_KEY", "outcome_rows", "read_outcomes", "record_outcomes"]
@@ -63,24 +62,15 @@ def record_outcomes(frame: pd.DataFrame, settings: Settings) -> int:
     if not frame["outcome"].isin([0, 1]).all():
         raise ValueError("outcome must be 0 (bearish) or 1 (bullish)")
     rows = _bind(frame)
-    url = parse_url(settings.resolved_database_url)
-    engine = make_engine(url)
-    try:
-        with storage_errors(url, "record outcomes"):
-            migrate(engine)
-            if not rows:
-                return 0
-            with writer(engine).begin() as conn:
-                insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-                stmt = insert(outcomes)
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=list(OUTCOME_KEY),
-                    set_={n: stmt.excluded[n] for n in OUTCOME_COLUMNS if n not in OUTCOME_KEY},
-                )
-                for begin in range(0, len(rows), CHUNK_ROWS):
-                    conn.execute(stmt, rows[begin : begin + CHUNK_ROWS])
-    finally:
-        engine.dispose()
+    url = settings.resolved_database_url
+    with migrated_connection(url, "record outcomes", write=True) as conn:
+        stmt = upsert_insert(conn, outcomes)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(OUTCOME_KEY),
+            set_={n: stmt.excluded[n] for n in OUTCOME_COLUMNS if n not in OUTCOME_KEY},
+        )
+        for begin in range(0, len(rows), CHUNK_ROWS):
+            conn.execute(stmt, rows[begin : begin + CHUNK_ROWS])
     return len(rows)
 
 
@@ -113,18 +103,12 @@ def _bind(frame: pd.DataFrame) -> list[dict[str, object]]:
 
 def read_outcomes(settings: Settings, ticker: str | None = None) -> pd.DataFrame:
     """Stored outcomes, in key order (dates as pandas timestamps)."""
-    url = parse_url(settings.resolved_database_url)
-    engine = make_engine(url)
-    try:
-        with storage_errors(url, "read outcomes"):
-            migrate(engine)
-            query = sa.select(outcomes).order_by(*(outcomes.c[n] for n in OUTCOME_KEY))
-            if ticker is not None:
-                query = query.where(outcomes.c.ticker == ticker)
-            with engine.connect() as conn:
-                rows = conn.execute(query).mappings().all()
-    finally:
-        engine.dispose()
+    query = sa.select(outcomes).order_by(*(outcomes.c[n] for n in OUTCOME_KEY))
+    if ticker is not None:
+        query = query.where(outcomes.c.ticker == ticker)
+    url = settings.resolved_database_url
+    with migrated_connection(url, "read outcomes", write=False) as conn:
+        rows = conn.execute(query).mappings().all()
     frame = pd.DataFrame([dict(r) for r in rows], columns=list(OUTCOME_COLUMNS))
     for name in ("as_of_date", "resolve_date"):
         frame[name] = pd.to_datetime(frame[name])

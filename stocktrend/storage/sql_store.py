@@ -25,13 +25,18 @@ from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.types import TypeDecorator
 
 from stocktrend.config import get_settings
 from stocktrend.data.schema import DateLike, to_day
-from stocktrend.storage.engine import make_engine, parse_url, storage_errors, writer
+from stocktrend.storage.engine import (
+    make_engine,
+    parse_url,
+    storage_errors,
+    upsert_insert,
+    writer,
+)
 from stocktrend.storage.migrations import migrate, schema_version
 from stocktrend.storage.records import (
     MAX_LENGTHS,
@@ -338,12 +343,6 @@ class PredictionStore(AbstractContextManager["PredictionStore"]):
 _VALUE_COLUMNS = tuple(c for c in PREDICTION_COLUMNS if c not in PREDICTION_KEY)
 
 
-def _insert(conn: Connection, table: sa.Table) -> Any:
-    """The dialect's INSERT, which is the one that has ``on_conflict_do_update``."""
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    return dialect_insert(table)
-
-
 def _in_key_order(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(["as_of_date", "model_version", "ticker"], ignore_index=True)
 
@@ -374,7 +373,7 @@ def _chunks(rows: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, An
 def _upsert_rows(conn: Connection, frame: pd.DataFrame) -> None:
     if frame.empty:
         return
-    stmt = _insert(conn, predictions)
+    stmt = upsert_insert(conn, predictions)
     stmt = stmt.on_conflict_do_update(
         index_elements=list(PREDICTION_KEY),
         set_={name: stmt.excluded[name] for name in _VALUE_COLUMNS},
@@ -384,7 +383,7 @@ def _upsert_rows(conn: Connection, frame: pd.DataFrame) -> None:
 
 
 def _upsert_run(conn: Connection, run: RunRecord) -> None:
-    stmt = _insert(conn, runs).values(run.as_row())
+    stmt = upsert_insert(conn, runs).values(run.as_row())
     stmt = stmt.on_conflict_do_update(
         index_elements=["flow_run_id"],
         set_={name: stmt.excluded[name] for name in _RUN_COLUMNS if name != "flow_run_id"},
