@@ -18,6 +18,7 @@ import torch
 from stocktrend import CLASS_NAMES, SEED_CLASS_NAMES, __version__
 from stocktrend.checkpoint import (
     ModelBundle,
+    _seed_safe_globals,
     file_sha256,
     load_checkpoint,
     load_weights,
@@ -611,8 +612,14 @@ def test_pure_paths_are_what_seed_hparams_become(
 ) -> None:
     checkpoint = lightning_checkpoint(make_model(SEED_TINY), SEED_TINY, prefix=False)
     path = save_lightning(tmp_path / "seed.ckpt", checkpoint, monkeypatch)
-    with torch.serialization.safe_globals(
-        [(PurePosixPath, "pathlib.PosixPath"), (PureWindowsPath, "pathlib.WindowsPath")]
-    ):
+    allowed = _seed_safe_globals()  # exactly what load_checkpoint allow-lists, nothing more
+    names = {name for _substitute, name in allowed}
+    assert names == {
+        f"{module}.{cls}"
+        for module in ("pathlib", "pathlib._local")  # Python 3.13 pickles the second spelling
+        for cls in ("PosixPath", "WindowsPath")
+    }
+    assert {substitute for substitute, _name in allowed} == {PurePosixPath, PureWindowsPath}
+    with torch.serialization.safe_globals(allowed):
         raw = torch.load(path, weights_only=True)
     assert raw["hyper_parameters"]["data_dir"] == PurePosixPath("/home/seed/project/data")

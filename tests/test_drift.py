@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -293,12 +295,12 @@ def test_data_rule_fires_on_shifted_features(prices: pd.DataFrame) -> None:
     report = build_report(frame, prices, moved, "2011-06-30", benchmark="^GSPC", config=config)
     assert report.decision == DRIFT and "data" in report.rules_fired
     assert report.share_drifted == 1.0
-    assert len(report.drifted_features) == 46  # calendar features are not counted
-    assert "month_sin" not in report.drifted_features
+    # every feature moved, and only the excluded ones (calendar encodings) are not counted
+    assert set(config.exclude_features) == {"dow_sin", "dow_cos", "month_sin", "month_cos"}
+    assert set(report.drifted_features) == set(FEATURE_NAMES) - set(config.exclude_features)
 
 
-def test_plots_are_png_without_pyplot(prices: pd.DataFrame, tmp_path) -> None:
-    had_pyplot = "matplotlib.pyplot" in sys.modules
+def test_plots_are_png(prices: pd.DataFrame, tmp_path) -> None:
     days = calendar.sessions("2011-01-03", "2011-06-30")
     rng = np.random.default_rng(1)
     frame = _predictions(days, ["AAPL", "MSFT"], rng.uniform(0, 1, 2 * len(days)))
@@ -306,7 +308,29 @@ def test_plots_are_png_without_pyplot(prices: pd.DataFrame, tmp_path) -> None:
     paths = report.save_plots(tmp_path)
     assert sorted(p.name for p in paths) == ["accuracy_over_time.png", "calibration.png", "psi.png"]
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in paths)
-    assert ("matplotlib.pyplot" in sys.modules) == had_pyplot
+
+
+def test_drift_plots_leave_pyplot_alone(tmp_path) -> None:
+    """Drawn in a fresh interpreter: in this one, an earlier test may have imported pyplot."""
+    code = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+import numpy as np
+import test_drift as t
+from stocktrend import calendar
+from stocktrend.data import load_prices
+from stocktrend.drift import build_report
+from stocktrend.validation import validate_prices
+raw = load_prices("sample", ["AAPL", "MSFT", "^GSPC"], "2009-01-01", "2011-06-30")
+prices, _ = validate_prices(raw)
+days = calendar.sessions("2011-01-03", "2011-06-30")
+frame = t._predictions(days, ["AAPL", "MSFT"], np.linspace(0, 1, 2 * len(days)))
+report = build_report(frame, prices, t._reference(prices, 0.5), "2011-06-30", benchmark="^GSPC")
+assert len(report.save_plots({str(tmp_path)!r})) == 3
+assert "matplotlib.pyplot" not in sys.modules, "pyplot was imported"
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_no_predictions_yet_is_no_drift_with_a_reason(prices: pd.DataFrame) -> None:

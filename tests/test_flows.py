@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
@@ -22,9 +23,13 @@ import flows.daily_scoring as daily_module
 from flows.backfill import backfill
 from flows.daily_scoring import daily_scoring
 from stocktrend import calendar
+from stocktrend.checkpoint import load_checkpoint, predict_proba
 from stocktrend.config import get_settings
+from stocktrend.data import load_prices
 from stocktrend.errors import DataSourceError, SourceUnavailableError, StorageError
+from stocktrend.scoring import build_scoring_windows
 from stocktrend.storage import PredictionStore, parquet_store
+from stocktrend.validation import validate_prices
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "pretrained_models" / "best_model_v2.0.ckpt"
@@ -48,7 +53,16 @@ def test_daily_scoring_scores_reports_and_writes_both_sinks() -> None:
     assert "malformed" in summary["failed"]["BA$D"]
     sql = _store().read_predictions(as_of="2013-03-01")
     assert sorted(sql["ticker"]) == ["AAPL", "GOOG", "MSFT"]
-    assert ((sql["prob_up"] > 0) & (sql["prob_up"] < 1)).all()
+    # the flow's numbers are the model's: recompute them outside Prefect, from the raw sample
+    clean, _ = validate_prices(load_prices("sample"))
+    day = pd.DatetimeIndex(["2013-03-01"])
+    X, index, _ = build_scoring_windows(
+        clean, day, ["AAPL", "GOOG", "MSFT"], benchmark="^GSPC", seq_len=30
+    )
+    expected = pd.Series(predict_proba(load_checkpoint(MODEL), X)[:, 1], index=index["ticker"])
+    np.testing.assert_allclose(
+        sql.set_index("ticker")["prob_up"].loc[expected.index], expected, atol=1e-6
+    )
     assert set(sql["model_version"]) == {"v2.0"}
     assert sql["flow_run_id"].notna().all()
     lake = parquet_store.read_predictions(get_settings().predictions_dir)

@@ -164,27 +164,28 @@ def _cut(x: np.ndarray, sizes: list[int]) -> Iterator[np.ndarray]:
 
 
 @pytest.mark.parametrize("prefetch", [0, 2])
-def test_streaming_over_many_batches_equals_one_shot(
-    bundle: ModelBundle, options: EngineOptions, windows: np.ndarray, prefetch: int
+def test_streaming_is_lazy_and_bounded(
+    engines: dict[str, Engine], windows: np.ndarray, prefetch: int
 ) -> None:
-    # int8 quantises activations per chunk, so it is the engine where chunk
-    # boundaries would show; the stream must re-cut to the same boundaries.
-    engine = ENGINE_FACTORIES["int8"](bundle, EngineOptions(64, cache_dir=options.cache_dir))
-    x = windows[:400]
-    sizes = [1, 7, 0, 100, 50, 64, 3, 175]
-    assert sum(sizes) == len(x)
-    parts = list(engine.predict_proba_iter(_cut(x, sizes), prefetch=prefetch))
-    assert [len(p) for p in parts] == sizes
-    assert np.array_equal(np.concatenate(parts), engine.predict_proba(x))
-    engine.close()
-
-
-def test_streaming_is_lazy_and_bounded(engines: dict[str, Engine], windows: np.ndarray) -> None:
-    """An endless source still yields results: nothing waits for the stream to end."""
+    """An endless source still yields results, holding at most a chunk plus a few batches."""
     engine = engines["onnx"]
-    endless = itertools.cycle([windows[:40], windows[40:50]])
-    results = list(itertools.islice(engine.predict_proba_iter(endless), 8))
-    assert [len(r) for r in results] == [40, 10] * 4
+    pulled = {"rows": 0}
+
+    def endless() -> Iterator[np.ndarray]:
+        for batch in itertools.cycle([windows[:40], windows[40:50]]):
+            pulled["rows"] += len(batch)
+            yield batch
+
+    stream = engine.predict_proba_iter(endless(), prefetch=prefetch)
+    yielded = 0
+    sizes = []
+    for result in itertools.islice(stream, 8):
+        yielded += len(result)
+        sizes.append(len(result))
+        # unscored or unclaimed rows: one chunk, the batch in hand, and the prefetched ones
+        assert pulled["rows"] - yielded <= engine.batch_size + 40 * (1 + prefetch)
+    stream.close()
+    assert sizes == [40, 10] * 4
 
 
 def test_streaming_reraises_source_errors(engines: dict[str, Engine], windows: np.ndarray) -> None:
@@ -240,11 +241,14 @@ def test_auto_never_picks_an_engine_that_fails_parity(
     assert chosen.name == "reference"
     assert verdicts == {"reference": True, "broken": False, "flaky": False, "crashing": False}
     broken = next(r for r in selection.reports if r.engine == "broken")
-    assert broken.windows_per_s > selection.reports[0].windows_per_s  # faster, still rejected
+    assert broken.windows_per_s > 0 and broken.argmax_agreement == 0.0  # measured, rejected
 
     factories["exact"] = _stub(bundle, "exact", table, noise=0.0)
-    chosen, _ = select_engine(bundle, sample, options=options, factories=factories)
-    assert chosen.name == "exact"  # the fastest engine that passes does win
+    chosen, selection = select_engine(bundle, sample, options=options, factories=factories)
+    passing = [r for r in selection.reports if r.passed]
+    assert {r.engine for r in passing} == {"reference", "exact"}
+    # the rule, whatever the timings were: the fastest engine among those that pass
+    assert chosen.name == max(passing, key=lambda r: r.windows_per_s).engine
 
 
 def test_load_engine_auto_measures_once_then_reuses_the_choice(

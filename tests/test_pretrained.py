@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -47,13 +48,17 @@ def test_checkpoint_is_plain_weights_with_its_scoring_context() -> None:
     assert periods["train_end"] < periods["val_end"] < periods["test_end"]
 
 
-def test_demo_reproduces_the_published_accuracy(metadata: dict) -> None:
+def test_demo_reproduces_the_published_figures_exactly(metadata: dict) -> None:
+    """`stocktrend demo` re-scores the 3,198 test windows: the published matrix, cell by cell."""
     result = CliRunner().invoke(app, ["demo", "--model", str(CKPT)], terminal_width=120)
     assert result.exit_code == 0, result.output
-    published = metadata["performance"]["model"]["accuracy"]
-    assert "Confusion Matrix:" in result.output and "Bajista" in result.output
-    line = next(x for x in result.output.splitlines() if x.startswith("Overall Accuracy:"))
-    measured = float(line.split(":")[1].strip().rstrip("%")) / 100
-    assert measured == pytest.approx(published, abs=0.005)
-    cm = metadata["performance"]["model"]["confusion_matrix"]
-    assert f"{cm[0][0]}" in result.output and f"{cm[1][1]}" in result.output
+    assert "Confusion Matrix:" in result.output
+    rows = {
+        match.group(1): [int(match.group(2)), int(match.group(3))]
+        for match in re.finditer(r"^(Bajista|Alcista)\s+(\d+)\s+(\d+)\s", result.output, re.M)
+    }
+    published = metadata["performance"]["model"]
+    assert [rows["Bajista"], rows["Alcista"]] == published["confusion_matrix"]
+    n = sum(map(sum, published["confusion_matrix"]))
+    correct = rows["Bajista"][0] + rows["Alcista"][1]
+    assert n == 3198 and correct / n == pytest.approx(published["accuracy"], abs=1e-12)

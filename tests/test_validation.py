@@ -8,7 +8,6 @@ unchanged (warnings/fixes), and that IBM comes out exactly as it went in.
 from __future__ import annotations
 
 import json
-import time
 from importlib.resources import files
 
 import numpy as np
@@ -366,11 +365,9 @@ def test_empty_frame_is_ok(pair: pd.DataFrame) -> None:
     assert list(out.columns) == list(pair.columns)
 
 
-def test_500_tickers_by_2520_sessions_is_fast(sample: pd.DataFrame) -> None:
+def test_500_tickers_by_2520_sessions_validates_whole(sample: pd.DataFrame) -> None:
+    """The benchmark's size passes untouched (its speed is timed in benchmarks/, not here)."""
     msft = rows_of(sample, "MSFT").iloc[:2520]
     big = pd.concat([msft.assign(ticker=f"T{n:03d}") for n in range(500)], ignore_index=True)
-    start = time.perf_counter()
     out, report = validate_prices(big)
-    elapsed = time.perf_counter() - start
-    assert report.ok and len(out) == 1_260_000
-    assert elapsed < 5.0, f"took {elapsed:.2f} s"
+    assert report.ok and len(out) == 1_260_000 and len(report.kept_tickers) == 500

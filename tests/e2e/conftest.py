@@ -56,20 +56,15 @@ def _deployments_in_yaml() -> list[dict[str, Any]]:
     return yaml.safe_load(PREFECT_YAML.read_text())["deployments"]
 
 
-def _split_available(specs: list[dict[str, Any]]) -> tuple[list[str], dict[str, str]]:
-    """Deployment names whose flow file exists, and the missing ones with their entrypoint.
-
-    evaluate-drift and fine-tune are written in parallel with these tests;
-    deploying them is attempted only once their files exist.
-    """
-    available, missing = [], {}
-    for spec in specs:
-        path = REPO / spec["entrypoint"].split(":", 1)[0]
-        if path.is_file():
-            available.append(spec["name"])
-        else:
-            missing[spec["name"]] = spec["entrypoint"]
-    return available, missing
+def _deployment_names(specs: list[dict[str, Any]]) -> list[str]:
+    """Every deployment of prefect.yaml; a missing entrypoint file fails here, not later."""
+    missing = {
+        spec["name"]: spec["entrypoint"]
+        for spec in specs
+        if not (REPO / spec["entrypoint"].split(":", 1)[0]).is_file()
+    }
+    assert not missing, f"prefect.yaml names flow files that do not exist: {missing}"
+    return [spec["name"] for spec in specs]
 
 
 def _create_database(admin_url: str) -> tuple[str, str]:
@@ -153,7 +148,7 @@ def prefect_stack(
                 "PREFECT_WORKER_HEARTBEAT_SECONDS": "5",
                 "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
             }
-            available, missing = _split_available(_deployments_in_yaml())
+            names = _deployment_names(_deployments_in_yaml())
             stack = Stack(
                 server=server,
                 api=api,
@@ -162,8 +157,7 @@ def prefect_stack(
                 predictions_url=predictions_url,
                 stocktrend_home=home,
                 output=OUTPUT,
-                deployed=available,
-                missing=missing,
+                deployed=names,
             )
             # The first worker creates the process work pool (as `prefect worker start
             # --type process` does for a missing pool), then comes online while the
@@ -172,10 +166,9 @@ def prefect_stack(
             first_worker.start()
             wait_until(lambda: _pool_exists(api), 60, f"work pool {POOL}")
             automations = _crash_automation_for_tests(base / "automations.yaml")
-            names = [arg for name in available for arg in ("--name", name)]
             deploy = ["deploy", "--prefect-file", str(PREFECT_YAML.relative_to(REPO))]
             prefect_cli(
-                [*deploy, *(names if missing else ["--all"])],
+                [*deploy, "--all"],
                 ["automation", "create", "--from-file", str(automations)],
                 env=env,
             )

@@ -281,7 +281,6 @@ class Stack:
     stocktrend_home: Path
     output: Path
     deployed: list[str]
-    missing: dict[str, str]
     workers: list[PrefectWorker] = field(default_factory=list)
 
     def new_worker(self, name: str) -> PrefectWorker:

@@ -60,15 +60,14 @@ def test_deployments_page_lists_deployments_with_schedules(
     shot = browser.screenshot(prefect_stack.output / "deployments.png")
     assert "Can't connect to Server API" not in text
     assert shot.stat().st_size > 10_000
-    if prefect_stack.missing:
-        pytest.xfail(f"not deployed yet, their flow files are missing: {prefect_stack.missing}")
 
 
-def test_daily_scoring_deployment_page_shows_schedule_and_limit(
+def test_daily_scoring_deployment_page_shows_schedule_and_pool(
     prefect_stack: Stack, browser: Browser
 ) -> None:
     deployment = prefect_stack.api.deployment("daily-scoring", "daily-scoring")
     browser.goto(f"{prefect_stack.server.ui_url}/deployments/deployment/{deployment['id']}")
+    # (its concurrency limit of 1 is checked through the API in test_deployed_flows)
     browser.wait_for_text("daily-scoring", SCHEDULE_TEXT["daily-scoring"], "stocktrend-process")
     browser.screenshot(prefect_stack.output / "deployment-daily-scoring.png")
 
