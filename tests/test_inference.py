@@ -164,6 +164,22 @@ def _cut(x: np.ndarray, sizes: list[int]) -> Iterator[np.ndarray]:
 
 
 @pytest.mark.parametrize("prefetch", [0, 2])
+def test_streaming_over_many_batches_equals_one_shot(
+    bundle: ModelBundle, options: EngineOptions, windows: np.ndarray, prefetch: int
+) -> None:
+    # int8 quantises activations per chunk, so it is the engine where chunk
+    # boundaries would show; the stream must re-cut to the same boundaries.
+    engine = ENGINE_FACTORIES["int8"](bundle, EngineOptions(64, cache_dir=options.cache_dir))
+    x = windows[:400]
+    sizes = [1, 7, 0, 100, 50, 64, 3, 175]
+    assert sum(sizes) == len(x)
+    parts = list(engine.predict_proba_iter(_cut(x, sizes), prefetch=prefetch))
+    assert [len(p) for p in parts] == sizes
+    assert np.array_equal(np.concatenate(parts), engine.predict_proba(x))
+    engine.close()
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
 def test_streaming_is_lazy_and_bounded(
     engines: dict[str, Engine], windows: np.ndarray, prefetch: int
 ) -> None:
