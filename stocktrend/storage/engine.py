@@ -20,6 +20,8 @@ replaced instead of failing the first query after the server comes back.
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -69,7 +71,7 @@ def make_engine(url: str | URL, *, connect_timeout: float = 5, busy_timeout: flo
             engine = sa.create_engine(
                 parsed, connect_args={"timeout": busy_timeout}, json_serializer=serializer
             )
-            _install_sqlite_hooks(engine)
+            _install_sqlite_hooks(engine, busy_timeout)
             return engine
         return sa.create_engine(
             parsed,
@@ -134,12 +136,12 @@ def _hint(url: URL) -> str:
     return "is PostgreSQL running? check STOCKTREND_DATABASE_URL"
 
 
-def _install_sqlite_hooks(engine: Engine) -> None:
+def _install_sqlite_hooks(engine: Engine, busy_timeout: float) -> None:
     database = engine.url.database
     if database and database != ":memory:" and not database.startswith("file:"):
         directory = Path(database).expanduser().parent
         event.listen(engine, "do_connect", partial(_make_directory, directory))
-    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "connect", partial(_sqlite_connect, busy_timeout))
     event.listen(engine, "begin", _sqlite_begin)
 
 
@@ -147,15 +149,34 @@ def _make_directory(directory: Path, *_args: Any) -> None:
     directory.mkdir(parents=True, exist_ok=True)
 
 
-def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(busy_timeout: float, dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None  # SQLAlchemy's BEGIN (below) is the only one
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _enable_wal(cursor, busy_timeout)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
     finally:
         cursor.close()
+
+
+def _enable_wal(cursor: Any, timeout: float) -> None:
+    """Switch the file to WAL, retrying while another connection is switching it too.
+
+    SQLite answers a concurrent journal-mode change with "database is locked" at
+    once, without consulting the busy timeout (seen on a fresh file opened by two
+    writers together). WAL mode is persistent, so only a new file's first
+    connections ever wait here.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _sqlite_begin(conn: Connection) -> None:
