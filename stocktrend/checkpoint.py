@@ -1,10 +1,11 @@
 """Saving and safely loading model checkpoints, ours and the seed's.
 
 Our format is a Lightning-shaped dict, so the seed's own recipe
-(``torch.load(path, weights_only=False)`` then
+(``torch.load(path)`` then
 ``CNNBiLSTMModel(ModelConfig()).load_state_dict(ckpt["state_dict"])``) still
-works on it, plus a ``stocktrend`` section holding everything scoring needs
-besides the weights (feature order, scaler, window length, horizon, training
+works on it, with ``weights_only=True`` and nothing allow-listed. A
+``stocktrend`` section holds everything scoring needs besides the weights
+(feature order, scaler, window length, horizon, training
 provenance, reference histograms, metrics)::
 
     {
