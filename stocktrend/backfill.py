@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
+from stocktrend.atomic import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -74,9 +75,6 @@ def is_done(root: Path, model_version: str, chunk: Chunk) -> bool:
 
 def mark_done(root: Path, model_version: str, chunk: Chunk, summary: dict) -> Path:
     """Write the chunk's marker atomically (temp file + rename) after both sinks committed."""
-    target = _marker(root, model_version, chunk)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
     payload = {
         "period": chunk.period,
         "first": str(chunk.first.date()),
@@ -84,9 +82,7 @@ def mark_done(root: Path, model_version: str, chunk: Chunk, summary: dict) -> Pa
         "tickers": list(chunk.tickers),
         **summary,
     }
-    tmp.write_text(json.dumps(payload, default=str))
-    os.replace(tmp, target)
-    return target
+    return atomic_write_text(_marker(root, model_version, chunk), json.dumps(payload, default=str))
 
 
 def clear_marks(root: Path, model_version: str, chunks: list[Chunk]) -> None:

@@ -45,11 +45,9 @@ import os
 import pathlib
 import pickle
 import re
-import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -60,6 +58,7 @@ import pydantic
 import torch
 
 from stocktrend import CLASS_NAMES, SEED_CLASS_NAMES, __version__
+from stocktrend.atomic import atomic_write, atomic_write_text
 from stocktrend.errors import CheckpointError
 from stocktrend.model import CNNBiLSTMModel, ModelConfig
 from stocktrend.scaler import Scaler
@@ -207,9 +206,7 @@ def save_checkpoint(
         "hyper_parameters": config.model_dump(),
         _SECTION: section,
     }
-    target = Path(path)
-    _atomic_write(target, lambda fh: torch.save(checkpoint, fh))
-    return target
+    return atomic_write(path, lambda fh: torch.save(checkpoint, fh))
 
 
 def _validate_save_inputs(
@@ -298,33 +295,6 @@ def _ensure_weights_only_safe(value: Any, where: str) -> None:
     raise ValueError(f"{where}: a {type(value).__name__} would not load with weights_only=True")
 
 
-def _atomic_write(target: Path, write: Callable[[io.BufferedWriter], None]) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        with suppress(AttributeError, OSError):
-            os.chmod(tmp_name, 0o644)  # mkstemp's 0600 would hide the file from other users
-        os.replace(tmp_name, target)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    _fsync_directory(target.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename durable; not possible on every platform, hence best effort."""
-    with suppress(OSError, AttributeError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 # --------------------------------------------------------------------------- feature spec
 
 
@@ -346,9 +316,7 @@ def write_feature_spec(
         "horizon": None if horizon is None else int(horizon),
     }
     text = json.dumps(spec, indent=2) + "\n"
-    target = Path(path)
-    _atomic_write(target, lambda fh: fh.write(text.encode("utf-8")))
-    return target
+    return atomic_write_text(path, text)
 
 
 def read_feature_spec(path: PathLike) -> dict[str, Any]:

@@ -152,7 +152,8 @@ def _export_torchscript(bundle: ModelBundle, target: Path) -> Path:
     """``torch.jit.trace`` of :class:`InferenceNet` (TorchScript is deprecated upstream)."""
     import torch
 
-    from stocktrend.inference import InferenceNet, write_atomic
+    from stocktrend.atomic import atomic_write_bytes
+    from stocktrend.inference import InferenceNet
 
     net = InferenceNet(bundle.model, bundle.scaler)
     example = torch.zeros(2, bundle.sequence_length, len(bundle.feature_names))
@@ -161,7 +162,7 @@ def _export_torchscript(bundle: ModelBundle, target: Path) -> Path:
         traced = torch.jit.trace(net, example)
     handle = io.BytesIO()
     torch.jit.save(traced, handle)
-    return write_atomic(target, handle.getvalue())
+    return atomic_write_bytes(target, handle.getvalue())
 
 
 def _load_engine_for(bundle: ModelBundle, fmt: str, path: Path) -> Engine:
@@ -298,7 +299,7 @@ def record_export(checkpoint: Path, fmt: str, record: dict[str, Any]) -> Path:
     Everything else in the file (``checkpoint.sha256`` above all) is left as it
     was; the write is atomic so a concurrent reader sees the old or the new file.
     """
-    from stocktrend.inference import write_atomic
+    from stocktrend.atomic import atomic_write_text
 
     meta_path = checkpoint.parent / _METADATA
     data: dict[str, Any] = {}
@@ -309,7 +310,7 @@ def record_export(checkpoint: Path, fmt: str, record: dict[str, Any]) -> Path:
     exports = data.setdefault("exports", {})
     exports[fmt] = record
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    return write_atomic(meta_path, text.encode("utf-8"))
+    return atomic_write_text(meta_path, text)
 
 
 def markdown_row(fmt: str, record: dict[str, Any]) -> str:

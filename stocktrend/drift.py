@@ -65,7 +65,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
 from stocktrend import calendar
-from stocktrend.evaluation import core_metrics, reliability_table
+from stocktrend.evaluation import core_metrics, json_safe, reliability_table
 from stocktrend.features import FEATURE_FAMILIES, build_features
 from stocktrend.histograms import bin_counts
 from stocktrend.plotting import new_figure
@@ -460,7 +460,7 @@ class DriftReport:
     def evidence(self) -> dict[str, Any]:
         """The compact facts behind the decision: the drift event's payload."""
         test = self.accuracy_test
-        return _plain(
+        return json_safe(
             {
                 "model_version": self.model_version,
                 "model_sha256": self.model_sha256,
@@ -488,7 +488,7 @@ class DriftReport:
         data = asdict(self)
         data["config"] = self.config.model_dump()
         data["drifted_features"] = self.drifted_features
-        return _plain(data)
+        return json_safe(data)
 
     def to_markdown(self) -> str:
         return render_markdown(self)
@@ -858,24 +858,3 @@ def plot_psi(report: DriftReport) -> bytes:
     ax.set_title(f"PSI per feature; drifted share {_pct(report.share_drifted)}")
     ax.legend(loc="lower right", fontsize=8)
     return _png(fig)
-
-
-# --------------------------------------------------------------------------- json
-
-
-def _plain(obj: Any) -> Any:
-    """numpy scalars, tuples and timestamps to JSON types; NaN and infinities to None."""
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple | np.ndarray):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, bool | np.bool_):
-        return bool(obj)
-    if isinstance(obj, int | np.integer):
-        return int(obj)
-    if isinstance(obj, float | np.floating):
-        value = float(obj)
-        return value if math.isfinite(value) else None
-    if isinstance(obj, pd.Timestamp):
-        return obj.isoformat()
-    return obj

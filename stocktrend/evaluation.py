@@ -231,7 +231,7 @@ class Report:
             "by_ticker": [asdict(g) for g in self.by_ticker],
             "by_year": [asdict(g) for g in self.by_year],
         }
-        return _json_safe(raw)
+        return json_safe(raw)
 
     def to_json(self, path: str | Path) -> Path:
         """Write :meth:`to_dict` as strict JSON (``allow_nan=False``); returns the path."""
@@ -993,12 +993,13 @@ def plot_accuracy_over_time(report: Report, path: str | Path) -> Path:
 # --------------------------------------------------------------------------- json
 
 
-def _json_safe(obj: Any) -> Any:
-    """Recursively turn numpy scalars, tuples and non-finite floats into plain JSON values."""
+def json_safe(obj: Any) -> Any:
+    """Plain JSON values for reports: numpy scalars and arrays, tuples, timestamps (ISO text);
+    NaN and infinities become None (JSON has no spelling for them)."""
     if isinstance(obj, Mapping):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple | np.ndarray):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, bool | np.bool_):
         return bool(obj)
     if isinstance(obj, int | np.integer):
@@ -1006,4 +1007,6 @@ def _json_safe(obj: Any) -> Any:
     if isinstance(obj, float | np.floating):
         value = float(obj)
         return value if math.isfinite(value) else None
+    if isinstance(obj, pd.Timestamp):
+        return obj.isoformat()
     return obj

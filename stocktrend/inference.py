@@ -68,7 +68,6 @@ import logging
 import os
 import platform
 import queue
-import stat
 import tempfile
 import threading
 import time
@@ -77,7 +76,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext, suppress
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -89,6 +88,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from stocktrend import __version__
+from stocktrend.atomic import atomic_write_bytes
 from stocktrend.checkpoint import ModelBundle, load_checkpoint
 from stocktrend.model import CNNBiLSTMModel
 from stocktrend.scaler import Scaler
@@ -119,7 +119,6 @@ __all__ = [
     "quantize_onnx_int8",
     "quantize_torch_int8",
     "select_engine",
-    "write_atomic",
 ]
 
 logger = logging.getLogger(__name__)
@@ -813,7 +812,7 @@ def export_onnx(bundle: ModelBundle, path: str | os.PathLike[str]) -> Path:
         output_size_limit=_ONNX_FOLD_LIMIT,
     )
     onnx.helper.set_model_props(proto, _export_props(bundle))
-    return write_atomic(Path(path), proto.SerializeToString())
+    return atomic_write_bytes(Path(path), proto.SerializeToString())
 
 
 def quantize_onnx_int8(
@@ -846,7 +845,7 @@ def quantize_onnx_int8(
     props["stocktrend.int8_per_tensor"] = ",".join(recipe.per_tensor)
     props["stocktrend.int8_per_channel"] = ",".join(recipe.per_channel)
     onnx.helper.set_model_props(quantized, props)
-    return write_atomic(final, quantized.SerializeToString())
+    return atomic_write_bytes(final, quantized.SerializeToString())
 
 
 def _nodes_of(model: Any, patterns: Sequence[str]) -> list[str]:
@@ -936,32 +935,6 @@ def _bundle_sha(bundle: ModelBundle) -> str:
     digest.update(np.asarray(bundle.scaler.mean).tobytes())
     digest.update(np.asarray(bundle.scaler.std).tobytes())
     return digest.hexdigest()
-
-
-def write_atomic(path: Path, data: bytes) -> Path:
-    """Temp file in the same directory, fsync, ``os.replace``: readers see old or new.
-
-    The file keeps the mode of the one it replaces (0644 when new), since
-    ``mkstemp`` would otherwise leave it owner-only.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-    except FileNotFoundError:
-        mode = 0o644
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fchmod(fh.fileno(), mode)
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 # --------------------------------------------------------------------------- parity
@@ -1215,7 +1188,7 @@ def _auto_engine(
         return ENGINE_FACTORIES["reference"](bundle, options)
     chosen, selection = select_engine(bundle, windows, options=options)
     selection = Selection(chosen.name, selection.reports, cached=False, key=key)
-    write_atomic(record, json.dumps(selection.to_dict(), indent=2).encode())
+    atomic_write_bytes(record, json.dumps(selection.to_dict(), indent=2).encode())
     logger.info("engine auto -> %s (measured; %s)", chosen.name, _brief(selection))
     chosen.details["selection"] = selection.to_dict()
     return chosen

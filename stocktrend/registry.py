@@ -51,10 +51,8 @@ import fcntl
 import json
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -63,6 +61,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from stocktrend.atomic import atomic_copy, atomic_write_text
 from stocktrend.checkpoint import METADATA_FILENAME, file_sha256, load_checkpoint
 from stocktrend.config import Settings
 from stocktrend.errors import StocktrendError
@@ -187,47 +186,6 @@ def _check_version_name(version: str) -> str:
     return version
 
 
-def _fsync_dir(directory: Path) -> None:
-    with suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _atomic_copy(source: Path, target: Path) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-            shutil.copyfileobj(src, out, length=1 << 20)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, target)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    _fsync_dir(target.parent)
-
-
-def _atomic_write_text(target: Path, text: str) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, target)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    _fsync_dir(target.parent)
-
-
 def _install_files(
     source: Path, version: str, sha256: str, document: dict[str, Any], settings: Settings
 ) -> Path:
@@ -236,7 +194,7 @@ def _install_files(
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / CHECKPOINT_FILENAME
     if not (target.is_file() and file_sha256(target) == sha256):
-        _atomic_copy(source, target)
+        atomic_copy(source, target)
         copied = file_sha256(target)
         if copied != sha256:
             target.unlink(missing_ok=True)
@@ -244,7 +202,7 @@ def _install_files(
                 f"copy of {source} into the registry hashes to {copied}, expected {sha256}",
                 hint="the source changed while it was copied, or the disk is failing; retry",
             )
-    _atomic_write_text(directory / METADATA_FILENAME, json.dumps(document, indent=2) + "\n")
+    atomic_write_text(directory / METADATA_FILENAME, json.dumps(document, indent=2) + "\n")
     return target
 
 

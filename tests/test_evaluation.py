@@ -15,10 +15,10 @@ from scipy import stats
 
 from stocktrend.evaluation import (
     Report,
-    _json_safe,
     confidence_deciles,
     evaluate,
     format_confusion_matrix,
+    json_safe,
     logistic_baseline,
     majority_baseline,
     mcnemar_exact,
@@ -491,5 +491,6 @@ def test_import_and_plotting_leave_pyplot_alone(tmp_path: Path) -> None:
 
 def test_json_safe_replaces_non_finite_floats() -> None:
     raw = {"a": np.float64("nan"), "b": (1, np.int64(2)), "c": [float("inf"), np.float32(0.5)]}
-    assert _json_safe(raw) == {"a": None, "b": [1, 2], "c": [None, 0.5]}
-    assert type(_json_safe(raw)["b"][1]) is int
+    assert json_safe(raw) == {"a": None, "b": [1, 2], "c": [None, 0.5]}
+    assert type(json_safe(raw)["b"][1]) is int
+    assert json_safe({"day": pd.Timestamp("2013-03-01")}) == {"day": "2013-03-01T00:00:00"}

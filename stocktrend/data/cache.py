@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from stocktrend import calendar
+from stocktrend.atomic import atomic_write
 from stocktrend.config import Settings
 from stocktrend.data.schema import (
     DateLike,
@@ -102,19 +101,11 @@ def read_cache(path: Path) -> CacheEntry:
 
 def write_cache(path: Path, entry: CacheEntry) -> None:
     """Write ``entry`` to ``path`` atomically: a temp file in the same folder, then replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(entry.prices, preserve_index=False)
     record = {"covered_start": None if entry.first is None else entry.first.strftime("%Y-%m-%d")}
     metadata = {**(table.schema.metadata or {}), CACHE_META_KEY: json.dumps(record).encode()}
     table = table.replace_schema_metadata(metadata)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp_name)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: pq.write_table(table, handle))
 
 
 def missing_spans(entry: CacheEntry, wanted: pd.DatetimeIndex) -> list[Span]:

@@ -11,9 +11,6 @@ the same row and the same file rather than adding a second one.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from contextlib import suppress
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from stocktrend.atomic import atomic_write
 from stocktrend.config import Settings
 from stocktrend.storage.engine import upsert_insert
 from stocktrend.storage.migrations import migrated_connection
@@ -62,22 +60,12 @@ def record_evaluation(row: dict[str, Any], settings: Settings) -> Path:
 
 
 def _write_parquet(row: dict[str, Any], directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame([{**row, "report": json.dumps(row["report"], default=str)}])
     for name in ("as_of_date", "window_start", "window_end"):
         frame[name] = pd.to_datetime(frame[name])
     frame["evaluated_at"] = pd.to_datetime(frame["evaluated_at"], utc=True)
     target = directory / f"{row['as_of_date']:%Y-%m-%d}_{row['evaluation_id']}.parquet"
-    fd, tmp_name = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=directory)
-    os.close(fd)
-    try:
-        frame.to_parquet(tmp_name, index=False)
-        os.replace(tmp_name, target)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    return target
+    return atomic_write(target, lambda handle: frame.to_parquet(handle, index=False))
 
 
 def read_evaluations(settings: Settings, model_version: str | None = None) -> pd.DataFrame:
