@@ -47,7 +47,7 @@ from stocktrend.checkpoint import ModelBundle, predict_proba, save_checkpoint
 from stocktrend.evaluation import Report, core_metrics, evaluate, mcnemar_exact, predict_class
 from stocktrend.histograms import reference_histograms
 from stocktrend.model import CNNBiLSTMModel
-from stocktrend.pipeline import baselines_for, headline_metrics
+from stocktrend.pipeline import baselines_for, fit_record, headline_metrics
 from stocktrend.scaler import Scaler
 from stocktrend.training import (
     Dataset,
@@ -282,15 +282,7 @@ def save_challenger(
         "data_period": {"start": plan.train_start, "end": plan.train_end},
         "plan": plan.to_dict(),
         "fine_tune_config": config.model_dump(),
-        "tickers": sorted(pd.unique(train.index["ticker"]).tolist()),
-        "benchmark": benchmark,
-        "class_counts_train": np.bincount(train.y, minlength=2).tolist(),
-        "best_epoch": result.best_epoch,
-        "epochs_run": len(result.history),
-        "stopped_early": result.stopped_early,
-        "best_val_loss": result.best_val_loss,
-        "train_seconds": round(result.seconds, 1),
-        "history": [h.__dict__ for h in result.history],
+        **fit_record(train, result, benchmark),
         "torch": str(torch.__version__),
     }
     metrics = headline_metrics(report)

@@ -157,15 +157,7 @@ def train_model(
     training_info = {
         "periods": periods.to_dict(),
         "split": split,
-        "tickers": sorted(pd.unique(train.index["ticker"]).tolist()),
-        "benchmark": benchmark,
-        "class_counts_train": np.bincount(train.y, minlength=2).tolist(),
-        "best_epoch": result.best_epoch,
-        "epochs_run": len(result.history),
-        "stopped_early": result.stopped_early,
-        "best_val_loss": result.best_val_loss,
-        "train_seconds": round(result.seconds, 1),
-        "history": [h.__dict__ for h in result.history],
+        **fit_record(train, result, benchmark),
         "train_config": train_config.model_dump(),
         "hardware": _hardware(),
     }
@@ -236,6 +228,21 @@ def evaluate_checkpoint(
         test.y, p_up, test.forward_return, test.index, baselines=baselines_for(train, test)
     )
     return report, test, p_up
+
+
+def fit_record(train: Dataset, result: TrainResult, benchmark: str) -> dict[str, Any]:
+    """How a model was fitted, as its checkpoint records it (full training and fine-tuning)."""
+    return {
+        "tickers": sorted(pd.unique(train.index["ticker"]).tolist()),
+        "benchmark": benchmark,
+        "class_counts_train": np.bincount(train.y, minlength=2).tolist(),
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "stopped_early": result.stopped_early,
+        "best_val_loss": result.best_val_loss,
+        "train_seconds": round(result.seconds, 1),
+        "history": [h.__dict__ for h in result.history],
+    }
 
 
 def headline_metrics(report: Report) -> dict[str, Any]:
