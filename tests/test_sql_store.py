@@ -83,43 +83,28 @@ def test_first_use_migrates_lazily(store: PredictionStore) -> None:
 
 
 def test_concurrent_migrate_from_two_threads(db_url: str) -> None:
-    engines = [make_engine(db_url) for _ in range(2)]
-    barrier = threading.Barrier(2)
-    results: list[list[int]] = []
-    errors: list[BaseException] = []
-
-    def worker(engine: sa.Engine) -> None:
-        try:
-            barrier.wait()
-            results.append(migrate(engine))
-        except BaseException as exc:  # reported below, not lost in the thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(e,)) for e in engines]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    applied, errors = _migrate_together(db_url)
+    assert errors == []
+    # each migration is applied exactly once, by one thread or the other
+    assert sorted(v for versions in applied for v in versions) == ALL_VERSIONS
+    engine = make_engine(db_url)
     try:
-        assert errors == []
-        # each migration is applied exactly once, by one thread or the other
-        assert sorted(v for applied in results for v in applied) == ALL_VERSIONS
-        assert schema_version(engines[0]) == LATEST
+        assert schema_version(engine) == LATEST
     finally:
-        for engine in engines:
-            engine.dispose()
+        engine.dispose()
 
 
-def _migrate_together(url: str) -> list[BaseException]:
-    """Two engines migrate ``url`` at the same instant; the errors they raised."""
+def _migrate_together(url: str) -> tuple[list[list[int]], list[BaseException]]:
+    """Two engines migrate ``url`` at the same instant: the versions each applied, the errors."""
     engines = [make_engine(url) for _ in range(2)]
     barrier = threading.Barrier(2)
+    applied: list[list[int]] = []
     errors: list[BaseException] = []
 
     def worker(engine: sa.Engine) -> None:
         try:
             barrier.wait()
-            migrate(engine)
+            applied.append(migrate(engine))
         except BaseException as exc:  # reported by the caller, not lost in the thread
             errors.append(exc)
 
@@ -130,7 +115,7 @@ def _migrate_together(url: str) -> list[BaseException]:
         thread.join()
     for engine in engines:
         engine.dispose()
-    return errors
+    return applied, errors
 
 
 def test_fresh_sqlite_file_opened_by_two_writers_at_once(tmp_path: Path) -> None:
@@ -138,7 +123,9 @@ def test_fresh_sqlite_file_opened_by_two_writers_at_once(tmp_path: Path) -> None
     locked", busy timeout or not) unless the switch is retried. It lost ~1 race in 6 here,
     so 25 fresh files make a regression all but certain to show."""
     for attempt in range(25):
-        errors = _migrate_together(f"sqlite:///{tmp_path / str(attempt) / 'stocktrend.db'}")
+        _applied, errors = _migrate_together(
+            f"sqlite:///{tmp_path / str(attempt) / 'stocktrend.db'}"
+        )
         assert errors == [], f"attempt {attempt}"
 
 
