@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from tiny_configs import TOY as TINY
 
 from stocktrend import CLASS_NAMES, SEED_CLASS_NAMES, __version__
 from stocktrend.checkpoint import (
@@ -32,23 +33,6 @@ from stocktrend.histograms import reference_histograms
 from stocktrend.model import CNNBiLSTMModel, ModelConfig
 from stocktrend.scaler import Scaler
 
-TINY = ModelConfig(
-    sequence_length=8,
-    n_features=4,
-    cnn_filters_1=8,
-    cnn_filters_2=8,
-    cnn_filters_3=8,
-    cnn_filters_4=8,
-    cnn_filters_5=8,
-    cnn_kernel_size=3,
-    lstm_hidden_size=8,
-    lstm_num_layers=2,
-    transformer_heads=2,
-    transformer_ff=16,
-    dense_hidden_1=8,
-    dense_hidden_2=8,
-    dense_hidden_3=4,
-)
 SEED_TINY = TINY.model_copy(update={"transformer_ff": 1024})
 """The seed hard-wired the feed-forward width, so its hparams never state it."""
 TINY_FEATURES = ["ret_1d", "ret_5d", "vol_20d", "rsi_14"]

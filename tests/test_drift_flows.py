@@ -26,6 +26,7 @@ import torch
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.testing.utilities import prefect_test_harness
+from tiny_configs import SAMPLE as TINY
 
 import tasks.drift as drift_tasks
 import tasks.fine_tune as fine_tune_tasks
@@ -35,7 +36,6 @@ from flows.fine_tune import fine_tune
 from stocktrend import calendar, registry
 from stocktrend.checkpoint import file_sha256, load_checkpoint
 from stocktrend.config import get_settings
-from stocktrend.model import ModelConfig
 from stocktrend.pipeline import Periods, train_model
 from stocktrend.scoring import score_sessions
 from stocktrend.storage import PredictionStore
@@ -45,20 +45,6 @@ from stocktrend.training import TrainConfig
 from stocktrend.validation import validate_prices
 
 TICKERS = ["AAPL", "GOOG", "IBM", "MSFT", "^GSPC", "^IXIC"]
-TINY = ModelConfig(
-    cnn_filters_1=8,
-    cnn_filters_2=8,
-    cnn_filters_3=8,
-    cnn_filters_4=8,
-    cnn_filters_5=8,
-    lstm_hidden_size=8,
-    lstm_num_layers=1,
-    transformer_heads=2,
-    transformer_ff=16,
-    dense_hidden_1=16,
-    dense_hidden_2=8,
-    dense_hidden_3=8,
-)
 VERSION = "tiny-2005"
 CALM = ("2007-01-03", "2007-04-13")  # 60 test sessions to 2007-03-29, then 10 pending
 DRIFT = ("2008-09-22", "2008-12-31")

@@ -8,29 +8,12 @@ from pathlib import Path, PurePosixPath
 import pydantic
 import pytest
 import torch
+from tiny_configs import TOY as TINY
 from torch import nn
 
 from stocktrend.model import CNNBiLSTMModel, ModelConfig, count_parameters
 
 CONTRACT_PATH = Path(__file__).parent / "data" / "seed_model_contract.json"
-
-TINY = ModelConfig(
-    sequence_length=8,
-    n_features=4,
-    cnn_filters_1=8,
-    cnn_filters_2=8,
-    cnn_filters_3=8,
-    cnn_filters_4=8,
-    cnn_filters_5=8,
-    cnn_kernel_size=3,
-    lstm_hidden_size=8,
-    lstm_num_layers=2,
-    transformer_heads=2,
-    transformer_ff=16,
-    dense_hidden_1=8,
-    dense_hidden_2=8,
-    dense_hidden_3=4,
-)
 
 
 @pytest.fixture(scope="module")

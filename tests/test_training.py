@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tiny_configs import SAMPLE as TINY
 
 from stocktrend.checkpoint import load_checkpoint
-from stocktrend.model import ModelConfig
 from stocktrend.pipeline import Periods, evaluate_checkpoint, train_model
 from stocktrend.scaler import Scaler
 from stocktrend.training import (
@@ -22,20 +22,6 @@ from stocktrend.training import (
     split_dataset,
 )
 
-TINY = ModelConfig(
-    cnn_filters_1=8,
-    cnn_filters_2=8,
-    cnn_filters_3=8,
-    cnn_filters_4=8,
-    cnn_filters_5=8,
-    lstm_hidden_size=8,
-    lstm_num_layers=1,
-    transformer_heads=2,
-    transformer_ff=16,
-    dense_hidden_1=16,
-    dense_hidden_2=8,
-    dense_hidden_3=8,
-)
 PERIODS = Periods(
     train_start="2002-01-01", train_end="2004-06-30", val_end="2004-12-31", test_end="2005-06-30"
 )
