@@ -158,7 +158,6 @@ def score_task(
         "n": len(predictions),
         "model_version": bundle.model_version,
         "model_sha256": bundle.sha256,
-        "engine": scorer.name,
     }
 
 
